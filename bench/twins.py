@@ -1,0 +1,57 @@
+"""PyTorch twins of Rampart's networks, with the tensor names `rampart export` writes.
+
+    from twins import load_exported
+    model = load_exported("W.safetensors")   # torch.nn.Module, inputs in [0, 1]
+"""
+import json
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Cnn(nn.Module):
+    """conv5x5-c1, pool, conv5x5-c2, pool, fc-hidden, fc-classes (Madry's MNIST net)."""
+
+    def __init__(self, in_channels=1, height=28, width=28, conv_channels=(32, 64), hidden=1024,
+                 num_classes=10, normalization=None):
+        super().__init__()
+        c1, c2 = conv_channels
+        self.conv1 = nn.Conv2d(in_channels, c1, 5, padding=2)
+        self.conv2 = nn.Conv2d(c1, c2, 5, padding=2)
+        self.fc1 = nn.Linear(c2 * (height // 4) * (width // 4), hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+        norm = normalization or {"mean": [0.0] * in_channels, "std": [1.0] * in_channels}
+        self.register_buffer("mean", torch.tensor(norm["mean"]).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(norm["std"]).view(1, -1, 1, 1))
+
+    def features(self, x):
+        x = (x - self.mean) / self.std
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return F.relu(self.fc1(x.flatten(1)))
+
+    def forward(self, x):
+        return self.fc2(self.features(x))
+
+
+def from_config(cfg):
+    arch = cfg.pop("arch")
+    if arch == "cnn":
+        return Cnn(**cfg)
+    raise ValueError(f"unknown architecture {arch}")
+
+
+def load_exported(path):
+    """A twin with the weights of a `rampart export --format safetensors` file."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(path, "pt") as f:
+        cfg = json.loads(f.metadata()["rampart.model"])
+    model = from_config(cfg)
+    missing, unexpected = model.load_state_dict(load_file(path), strict=False)
+    missing = [m for m in missing if m not in ("mean", "std")]
+    if missing or unexpected:
+        raise ValueError(f"missing {missing}, unexpected {unexpected}")
+    return model.eval()

@@ -1,0 +1,40 @@
+//! `rampart-core`: robust image classifiers on Burn — data, models, adversarial attacks,
+//! robust losses, training, evaluation and bundles. Device-agnostic: the same code runs on
+//! Burn's CPU backend, natively on wgpu, and in a browser on WebGPU.
+
+pub mod attack;
+pub mod bundle;
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod export;
+pub mod loss;
+pub mod model;
+pub mod train;
+
+pub use error::{Error, Result};
+
+/// Writes `bytes` to `path` so that a reader never sees a half-written file: the data go to
+/// a temporary file in the same folder, are flushed to disk, then renamed over `path`.
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let io = |source| Error::Io {
+        path: path.into(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| std::path::Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io)
+}

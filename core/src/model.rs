@@ -1,0 +1,276 @@
+//! Classifiers. Every model takes images in `[0, 1]` (normalisation lives inside the model,
+//! so attacks and bundles never see normalised pixels) and splits into `features()` and
+//! `head()`, because later methods weight features by rows of the final linear layer.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Per-channel normalisation applied as the model's first operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Normalization {
+    pub fn identity(channels: usize) -> Self {
+        Self {
+            mean: vec![0.0; channels],
+            std: vec![1.0; channels],
+        }
+    }
+
+    fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        if self.mean.iter().all(|&m| m == 0.0) && self.std.iter().all(|&s| s == 1.0) {
+            return x;
+        }
+        let c = self.mean.len();
+        let device = x.device();
+        let mean = Tensor::<4>::from_data(TensorData::new(self.mean.clone(), [1, c, 1, 1]), &device);
+        let inv: Vec<f32> = self.std.iter().map(|s| 1.0 / s).collect();
+        let inv = Tensor::<4>::from_data(TensorData::new(inv, [1, c, 1, 1]), &device);
+        (x - mean) * inv
+    }
+}
+
+/// The Madry MNIST network and its narrower variants:
+/// conv5×5-`c1`, pool, conv5×5-`c2`, pool, fc-`hidden`, fc-`classes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CnnConfig {
+    pub in_channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub conv_channels: [usize; 2],
+    pub hidden: usize,
+    pub num_classes: usize,
+    pub normalization: Normalization,
+}
+
+impl CnnConfig {
+    /// Madry et al.'s MNIST network (32, 64, 1024).
+    pub fn madry(in_channels: usize, height: usize, width: usize, num_classes: usize) -> Self {
+        Self {
+            in_channels,
+            height,
+            width,
+            conv_channels: [32, 64],
+            hidden: 1024,
+            num_classes,
+            normalization: Normalization::identity(in_channels),
+        }
+    }
+
+    pub fn with_widths(mut self, conv_channels: [usize; 2], hidden: usize) -> Self {
+        self.conv_channels = conv_channels;
+        self.hidden = hidden;
+        self
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |reason: &str| Err(Error::invalid("model config", reason));
+        if self.in_channels == 0 || self.num_classes < 2 {
+            return bad("needs at least one input channel and two classes");
+        }
+        if self.height < 4 || self.width < 4 {
+            return bad("images must be at least 4×4 (two 2×2 poolings)");
+        }
+        if self.conv_channels.contains(&0) || self.hidden == 0 {
+            return bad("layer widths must be positive");
+        }
+        let n = &self.normalization;
+        if n.mean.len() != self.in_channels || n.std.len() != self.in_channels {
+            return bad("normalisation needs one mean and one std per input channel");
+        }
+        if n.std.iter().any(|s| !(*s > 0.0) || !s.is_finite()) {
+            return bad("normalisation std must be positive and finite");
+        }
+        Ok(())
+    }
+
+    fn flat_features(&self) -> usize {
+        self.conv_channels[1] * (self.height / 4) * (self.width / 4)
+    }
+
+    pub fn init(&self, device: &Device) -> Result<Cnn> {
+        self.validate()?;
+        let conv = |i, o| {
+            Conv2dConfig::new([i, o], [5, 5])
+                .with_padding(PaddingConfig2d::Explicit(2, 2, 2, 2))
+                .init(device)
+        };
+        Ok(Cnn {
+            conv1: conv(self.in_channels, self.conv_channels[0]),
+            conv2: conv(self.conv_channels[0], self.conv_channels[1]),
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+            fc1: LinearConfig::new(self.flat_features(), self.hidden).init(device),
+            fc2: LinearConfig::new(self.hidden, self.num_classes).init(device),
+            normalization: self.normalization.clone(),
+        })
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Cnn {
+    pub conv1: Conv2d,
+    pub conv2: Conv2d,
+    pub pool: MaxPool2d,
+    pub fc1: Linear,
+    pub fc2: Linear,
+    #[module(skip)]
+    pub normalization: Normalization,
+}
+
+impl Cnn {
+    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = self.normalization.apply(x);
+        let x = self.pool.forward(relu(self.conv1.forward(x)));
+        let x = self.pool.forward(relu(self.conv2.forward(x)));
+        relu(self.fc1.forward(x.flatten(1, 3)))
+    }
+
+    pub fn head(&self, features: Tensor<2>) -> Tensor<2> {
+        self.fc2.forward(features)
+    }
+
+    /// Weights in the PyTorch twin's names and layouts (`bench/twins.py`), as
+    /// `(name, shape, row-major values)`.
+    pub fn named_weights(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let mut out = Vec::new();
+        let mut push = |name: &str, t: TensorData| {
+            let shape = t.shape().to_vec();
+            out.push((name.to_string(), shape, t.try_to_vec::<f32>().expect("f32 weights")));
+        };
+        for (name, conv) in [("conv1", &self.conv1), ("conv2", &self.conv2)] {
+            push(&format!("{name}.weight"), conv.weight.val().into_data());
+            if let Some(b) = &conv.bias {
+                push(&format!("{name}.bias"), b.val().into_data());
+            }
+        }
+        // Burn stores linear weights as [in, out]; torch.nn.Linear as [out, in].
+        for (name, fc) in [("fc1", &self.fc1), ("fc2", &self.fc2)] {
+            push(&format!("{name}.weight"), fc.weight.val().transpose().into_data());
+            if let Some(b) = &fc.bias {
+                push(&format!("{name}.bias"), b.val().into_data());
+            }
+        }
+        out
+    }
+}
+
+/// Burn's generators are process-wide: every initialisation holds this lock, so that a
+/// seeded one cannot have its draws interleaved with another thread's.
+fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The architecture of a model, as stored in bundles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "arch", rename_all = "kebab-case")]
+pub enum ModelConfig {
+    Cnn(CnnConfig),
+}
+
+impl ModelConfig {
+    /// A model with freshly initialised weights.
+    pub fn init(&self, device: &Device) -> Result<Model> {
+        let _guard = rng_lock();
+        self.init_unlocked(device)
+    }
+
+    /// A model whose initial weights depend on `seed` alone.
+    pub fn init_seeded(&self, device: &Device, seed: u64) -> Result<Model> {
+        let _guard = rng_lock();
+        device.seed(seed);
+        self.init_unlocked(device)
+    }
+
+    fn init_unlocked(&self, device: &Device) -> Result<Model> {
+        let model = match self {
+            ModelConfig::Cnn(c) => Model::Cnn(c.init(device)?),
+        };
+        Ok(model.materialize_params())
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            ModelConfig::Cnn(c) => c.validate(),
+        }
+    }
+
+    pub fn num_classes(&self) -> usize {
+        match self {
+            ModelConfig::Cnn(c) => c.num_classes,
+        }
+    }
+
+    /// `[channels, height, width]` of the images the model takes.
+    pub fn input_shape(&self) -> [usize; 3] {
+        match self {
+            ModelConfig::Cnn(c) => [c.in_channels, c.height, c.width],
+        }
+    }
+
+    pub fn arch_name(&self) -> &'static str {
+        match self {
+            ModelConfig::Cnn(_) => "cnn",
+        }
+    }
+}
+
+/// Any Rampart image classifier.
+#[derive(Module, Debug)]
+pub enum Model {
+    Cnn(Cnn),
+}
+
+impl Model {
+    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        match self {
+            Model::Cnn(m) => m.features(x),
+        }
+    }
+
+    pub fn head(&self, features: Tensor<2>) -> Tensor<2> {
+        match self {
+            Model::Cnn(m) => m.head(features),
+        }
+    }
+
+    /// Logits for images in `[0, 1]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.head(self.features(x))
+    }
+
+    pub fn named_weights(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        match self {
+            Model::Cnn(m) => m.named_weights(),
+        }
+    }
+
+    /// Parameters are initialised lazily and clones share that pending state, so a
+    /// `clone().freeze()` of a never-run model would freeze the original too. Touching
+    /// every parameter once makes them concrete.
+    fn materialize_params(self) -> Self {
+        struct Touch;
+        impl ModuleVisitor for Touch {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let _ = param.val();
+            }
+        }
+        self.visit(&mut Touch);
+        self
+    }
+
+    /// A copy for attacking: no parameter gradients, no training behaviour.
+    pub fn frozen(&self) -> Self {
+        self.clone().freeze()
+    }
+}

@@ -1,0 +1,652 @@
+//! `rampart`: train, evaluate, attack, inspect and export robust classifiers.
+
+mod device;
+mod image;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use rampart_core::attack::pgd::StepSize;
+use rampart_core::attack::{Attack, AttackLoss, Norm, PgdConfig};
+use rampart_core::bundle::{Bundle, BundleHeader};
+use rampart_core::data::{self, DatasetKind, ImageDataset, Split};
+use rampart_core::eval::{EvalReport, evaluate};
+use rampart_core::model::{CnnConfig, ModelConfig};
+use rampart_core::train::{CheckpointOptions, Method, OptimizerKind, TrainConfig, TrainEvent, train};
+
+use crate::device::DeviceChoice;
+
+#[derive(Parser)]
+#[command(name = "rampart", version, about = "Robust classifiers: train, evaluate, attack, inspect, export")]
+struct Cli {
+    /// Compute device.
+    #[arg(long, global = true, value_enum, default_value_t = DeviceChoice::Cpu)]
+    device: DeviceChoice,
+    /// Data directory (default: $RAMPART_DATA, else ../shared/data).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a classifier and write a bundle plus JSON metrics.
+    Train(TrainArgs),
+    /// Clean and robust accuracy of a bundle.
+    Eval(EvalArgs),
+    /// Attack one test image and write the adversarial image.
+    Attack(AttackArgs),
+    /// Show what a bundle holds.
+    Inspect(InspectArgs),
+    /// Export a bundle's weights for the PyTorch twin of its network.
+    Export(ExportArgs),
+    /// Logits and class probabilities of one image.
+    Predict(PredictArgs),
+    /// Write test images as JSON (for the demo page and browser tests).
+    Samples(SamplesArgs),
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    #[arg(long)]
+    bundle: PathBuf,
+    /// Index of a test image.
+    #[arg(long, conflicts_with = "pixels")]
+    index: Option<usize>,
+    /// A JSON file holding one image as an array of C×H×W numbers in [0, 1].
+    #[arg(long)]
+    pixels: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct SamplesArgs {
+    #[arg(long, default_value = "mnist")]
+    dataset: String,
+    #[arg(long, default_value_t = 32)]
+    count: usize,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MethodArg {
+    Standard,
+    PgdAt,
+    FgsmRs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OptimArg {
+    Adam,
+    Sgd,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[arg(long, default_value = "mnist")]
+    dataset: String,
+    #[arg(long, value_enum, default_value_t = MethodArg::Standard)]
+    method: MethodArg,
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    #[arg(long, value_enum, default_value_t = OptimArg::Adam)]
+    optimizer: OptimArg,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// Epochs after which the learning rate drops ×lr-gamma, e.g. 5,8.
+    #[arg(long, value_delimiter = ',')]
+    milestones: Vec<usize>,
+    #[arg(long, default_value_t = 0.1)]
+    lr_gamma: f64,
+    /// Training ε (L∞) for pgd-at and fgsm-rs.
+    #[arg(long, default_value_t = 0.3)]
+    eps: f32,
+    /// PGD steps for pgd-at.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// PGD step size for pgd-at (default 2.5·ε/steps).
+    #[arg(long)]
+    step_size: Option<f32>,
+    /// FGSM step for fgsm-rs (default 1.25·ε).
+    #[arg(long)]
+    alpha: Option<f32>,
+    /// Grow ε linearly from 0 over this many epochs.
+    #[arg(long, default_value_t = 0.0)]
+    eps_ramp: f32,
+    /// Convolution widths, e.g. 32,64 (Madry) or 16,32.
+    #[arg(long, value_delimiter = ',', default_value = "32,64")]
+    conv: Vec<usize>,
+    /// Width of the hidden fully connected layer.
+    #[arg(long, default_value_t = 1024)]
+    hidden: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Hold out this many training images for validation.
+    #[arg(long, default_value_t = 5000)]
+    val_size: usize,
+    /// Where to write the bundle.
+    #[arg(long, default_value = "model.rampart")]
+    out: PathBuf,
+    /// Where to write the JSON metrics (default: bundle path with .json).
+    #[arg(long)]
+    metrics: Option<PathBuf>,
+    /// Checkpoint file (default: bundle path with .ckpt).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 50)]
+    checkpoint_every: usize,
+    /// Continue from the checkpoint if there is one.
+    #[arg(long)]
+    resume: bool,
+    /// Evaluate on this many test images at the end (0: skip).
+    #[arg(long, default_value_t = 10000)]
+    test_size: usize,
+    /// Stop after this many steps, leaving the checkpoint (for testing resumption).
+    #[arg(long, hide = true)]
+    stop_after_steps: Option<usize>,
+    /// Print the final metrics as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum AttackArg {
+    Fgsm,
+    Pgd,
+    PgdL2,
+    FgsmL2,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LossArg {
+    Ce,
+    Cw,
+}
+
+/// Attack settings shared by `eval` and `attack`.
+#[derive(Args)]
+struct AttackOpts {
+    /// Attacks to run (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "pgd")]
+    attack: Vec<AttackArg>,
+    /// Iterations of PGD.
+    #[arg(long, default_value_t = 40)]
+    steps: usize,
+    /// Absolute PGD step size (default 2.5·ε/steps).
+    #[arg(long)]
+    step_size: Option<f32>,
+    #[arg(long, default_value_t = 1)]
+    restarts: usize,
+    #[arg(long, value_enum, default_value_t = LossArg::Ce)]
+    loss: LossArg,
+    /// Start PGD at the clean input instead of a random point of the ball.
+    #[arg(long)]
+    no_random_start: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[arg(long)]
+    bundle: PathBuf,
+    /// Budgets to evaluate, e.g. 0.1,0.2,0.3.
+    #[arg(long, value_delimiter = ',', default_value = "0.3")]
+    eps: Vec<f32>,
+    #[command(flatten)]
+    attack: AttackOpts,
+    /// Evaluate on the first N test images.
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long, default_value_t = 250)]
+    batch_size: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also write the JSON report here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct AttackArgs {
+    #[arg(long)]
+    bundle: PathBuf,
+    /// Index of the test image.
+    #[arg(long, default_value_t = 0)]
+    index: usize,
+    #[arg(long, default_value_t = 0.3)]
+    eps: f32,
+    /// Target class for a targeted attack.
+    #[arg(long)]
+    target: Option<usize>,
+    #[command(flatten)]
+    attack: AttackOpts,
+    /// Where to write the adversarial image (PNG); a sibling `-delta.png` shows the
+    /// magnified perturbation and `-clean.png` the input.
+    #[arg(long, default_value = "adv.png")]
+    out: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    bundle: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Safetensors,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[arg(long)]
+    bundle: PathBuf,
+    #[arg(long, value_enum, default_value_t = ExportFormat::Safetensors)]
+    format: ExportFormat,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let data_dir = data::resolve_data_dir(cli.data_dir.as_deref());
+    match cli.command {
+        Command::Train(a) => cmd_train(a, cli.device, &data_dir),
+        Command::Eval(a) => cmd_eval(a, cli.device, &data_dir),
+        Command::Attack(a) => cmd_attack(a, cli.device, &data_dir),
+        Command::Inspect(a) => cmd_inspect(a),
+        Command::Export(a) => cmd_export(a, cli.device),
+        Command::Predict(a) => cmd_predict(a, cli.device, &data_dir),
+        Command::Samples(a) => cmd_samples(a, &data_dir),
+    }
+}
+
+fn load_split(dataset: &str, data_dir: &Path, split: Split) -> Result<(DatasetKind, ImageDataset)> {
+    let kind = DatasetKind::parse(dataset)?;
+    let set = data::load(kind, data_dir, split)
+        .with_context(|| format!("loading {} ({split:?}) from {}", kind.name(), data_dir.display()))?;
+    Ok((kind, set))
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+fn cmd_train(a: TrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
+    let (kind, full) = load_split(&a.dataset, data_dir, Split::Train)?;
+    let full = match a.limit {
+        Some(n) => full.take(n),
+        None => full,
+    };
+    if a.val_size >= full.len() {
+        bail!("--val-size {} leaves no training data ({} images)", a.val_size, full.len());
+    }
+    let (train_set, val_set) = full.split_off(a.val_size, a.seed ^ 0x5eed);
+    let method = match a.method {
+        MethodArg::Standard => Method::Standard,
+        MethodArg::PgdAt => Method::PgdAt {
+            eps: a.eps,
+            steps: a.steps,
+            step_size: a.step_size.unwrap_or(2.5 * a.eps / a.steps.max(1) as f32),
+        },
+        MethodArg::FgsmRs => Method::FgsmRs { eps: a.eps, alpha: a.alpha.unwrap_or(1.25 * a.eps) },
+    };
+    let config = TrainConfig {
+        method,
+        optimizer: match a.optimizer {
+            OptimArg::Adam => OptimizerKind::Adam,
+            OptimArg::Sgd => OptimizerKind::Sgd,
+        },
+        lr: a.lr,
+        momentum: a.momentum,
+        weight_decay: a.weight_decay,
+        milestones: a.milestones.clone(),
+        lr_gamma: a.lr_gamma,
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        eps_ramp_epochs: a.eps_ramp,
+        seed: a.seed,
+        checkpoint_every: a.checkpoint_every,
+    };
+    let [c, h, w] = train_set.shape();
+    if a.conv.len() != 2 {
+        bail!("--conv takes two widths, e.g. 32,64");
+    }
+    let model_config = ModelConfig::Cnn(
+        CnnConfig::madry(c, h, w, train_set.num_classes()).with_widths([a.conv[0], a.conv[1]], a.hidden),
+    );
+    let dev = device.init()?;
+    let checkpoint = CheckpointOptions {
+        path: a.checkpoint.clone().unwrap_or_else(|| a.out.with_extension("ckpt")),
+        resume: a.resume,
+        stop_after_steps: a.stop_after_steps,
+    };
+    if !a.resume && checkpoint.path.exists() {
+        std::fs::remove_file(&checkpoint.path).ok();
+    }
+    let mut pb: Option<ProgressBar> = None;
+    let quiet = a.json;
+    let trained = train(&model_config, &config, &train_set, Some(&val_set), &dev, Some(&checkpoint), &mut |e| match e {
+        TrainEvent::Start { epochs, steps_per_epoch, resumed_at } => {
+            if resumed_at != (0, 0) && !quiet {
+                eprintln!("resuming at epoch {} step {}", resumed_at.0 + 1, resumed_at.1);
+            }
+            let p = bar((epochs * steps_per_epoch) as u64, "train");
+            p.set_position((resumed_at.0 * steps_per_epoch + resumed_at.1) as u64);
+            pb = Some(p);
+        }
+        TrainEvent::Step { loss, .. } => {
+            if let Some(p) = &pb {
+                p.inc(1);
+                p.set_message(format!("loss {loss:.3}"));
+            }
+        }
+        TrainEvent::Epoch(m) => {
+            if let Some(p) = &pb {
+                p.println(format!(
+                    "epoch {:>3}  lr {:.1e}  loss {:.4}  train acc {:.4}  val acc {}  {:.0}s",
+                    m.epoch + 1,
+                    m.lr,
+                    m.train_loss,
+                    m.train_accuracy,
+                    m.val_accuracy.map_or("-".into(), |v| format!("{v:.4}")),
+                    m.seconds
+                ));
+            }
+        }
+        TrainEvent::Checkpoint { .. } => {}
+    })?;
+    if let Some(p) = &pb {
+        p.finish_and_clear();
+    }
+    if !trained.completed {
+        eprintln!("stopped early; checkpoint at {}", checkpoint.path.display());
+        return Ok(());
+    }
+    // Final test evaluation: clean accuracy and PGD at the training ε.
+    let mut metrics = serde_json::json!({
+        "dataset": kind.name(),
+        "method": config.method.name(),
+        "history": trained.history,
+        "train_seconds": trained.history.iter().map(|m| m.seconds).sum::<f64>(),
+    });
+    if a.test_size > 0 {
+        let (_, test) = load_split(&a.dataset, data_dir, Split::Test)?;
+        let test = test.take(a.test_size);
+        let p = bar(test.len().div_ceil(500) as u64, "test");
+        let report = pollster::block_on(evaluate(&trained.model, &test, &[], &[], 500, &dev.without_autodiff(), 0, &mut |d, _| p.set_position(d as u64)))?;
+        p.finish_and_clear();
+        metrics["test_clean_accuracy"] = report.clean_accuracy.into();
+        metrics["test_samples"] = report.samples.into();
+    }
+    let header = BundleHeader {
+        model: model_config,
+        class_names: train_set.class_names.clone(),
+        dataset: kind.name().into(),
+        recipe: serde_json::to_value(&config)?,
+        metrics: metrics.clone(),
+        created_by: format!("rampart {}", env!("CARGO_PKG_VERSION")),
+    };
+    Bundle::new(&trained.model, header)?.save(&a.out)?;
+    let metrics_path = a.metrics.unwrap_or_else(|| a.out.with_extension("json"));
+    rampart_core::write_atomically(&metrics_path, serde_json::to_string_pretty(&metrics)?.as_bytes())?;
+    std::fs::remove_file(&checkpoint.path).ok();
+    if a.json {
+        println!("{}", serde_json::to_string(&metrics)?);
+    } else {
+        println!("wrote {} and {}", a.out.display(), metrics_path.display());
+        if let Some(acc) = metrics.get("test_clean_accuracy") {
+            println!("test clean accuracy: {acc}");
+        }
+    }
+    Ok(())
+}
+
+fn build_attacks(o: &AttackOpts, targeted: bool) -> Result<Vec<rampart_core::attack::Pgd>> {
+    o.attack
+        .iter()
+        .map(|kind| {
+            let mut c = match kind {
+                AttackArg::Fgsm => PgdConfig::fgsm(Norm::Linf),
+                AttackArg::FgsmL2 => PgdConfig::fgsm(Norm::L2),
+                AttackArg::Pgd => PgdConfig::new(Norm::Linf, o.steps),
+                AttackArg::PgdL2 => PgdConfig::new(Norm::L2, o.steps),
+            };
+            if matches!(kind, AttackArg::Pgd | AttackArg::PgdL2) {
+                if let Some(s) = o.step_size {
+                    c.step_size = StepSize::Absolute(s);
+                }
+                c.random_start = !o.no_random_start;
+                c.restarts = o.restarts;
+            }
+            c.loss = match o.loss {
+                LossArg::Ce => AttackLoss::CrossEntropy,
+                LossArg::Cw => AttackLoss::CwMargin,
+            };
+            c.targeted = targeted;
+            Ok(c.init()?)
+        })
+        .collect()
+}
+
+fn load_bundle_and_test(bundle: &Path, data_dir: &Path) -> Result<(Bundle, ImageDataset)> {
+    let b = Bundle::load(bundle).with_context(|| format!("loading bundle {}", bundle.display()))?;
+    let (_, test) = load_split(&b.header.dataset, data_dir, Split::Test)?;
+    if test.shape() != b.header.model.input_shape() {
+        bail!("the bundle's model takes {:?} images, the test set has {:?}", b.header.model.input_shape(), test.shape());
+    }
+    Ok((b, test))
+}
+
+fn cmd_eval(a: EvalArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
+    let (bundle, test) = load_bundle_and_test(&a.bundle, data_dir)?;
+    let test = match a.limit {
+        Some(n) => test.take(n),
+        None => test,
+    };
+    let attacks = build_attacks(&a.attack, false)?;
+    let dev = device.init()?;
+    let model = bundle.model(&dev)?;
+    let total = test.len().div_ceil(a.batch_size) * (1 + attacks.len() * a.eps.len());
+    let pb = bar(total as u64, "eval");
+    if a.json {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let report: EvalReport = pollster::block_on(evaluate(&model, &test, &attacks, &a.eps, a.batch_size, &dev, a.attack.seed, &mut |d, _| pb.set_position(d as u64)))?;
+    pb.finish_and_clear();
+    let json = serde_json::to_string(&report)?;
+    if let Some(out) = &a.out {
+        rampart_core::write_atomically(out, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    }
+    if a.json {
+        println!("{json}");
+    } else {
+        println!("samples         {}", report.samples);
+        println!("clean accuracy  {:.4}", report.clean_accuracy);
+        println!("{:<10} {:>6} {:>6} {:>9} {:>9}", "attack", "eps", "steps", "restarts", "accuracy");
+        for r in &report.robust {
+            println!("{:<10} {:>6} {:>6} {:>9} {:>9.4}", r.attack, r.eps, r.steps, r.restarts, r.accuracy);
+        }
+    }
+    Ok(())
+}
+
+fn cmd_attack(a: AttackArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
+    let (bundle, test) = load_bundle_and_test(&a.bundle, data_dir)?;
+    if a.index >= test.len() {
+        bail!("--index {} is out of range: the test set has {} images", a.index, test.len());
+    }
+    if a.attack.attack.len() != 1 {
+        bail!("attack takes exactly one --attack");
+    }
+    let k = bundle.header.model.num_classes();
+    if let Some(t) = a.target
+        && t >= k
+    {
+        bail!("--target {t} is out of range: the model has {k} classes");
+    }
+    let attack = build_attacks(&a.attack, a.target.is_some())?.remove(0);
+    let dev = device.init()?;
+    let model = bundle.model(&dev)?;
+    let (x, y) = test.batch(&[a.index], &dev);
+    let labels = match a.target {
+        Some(t) => burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(vec![t as i64], [1]), &dev),
+        None => y,
+    };
+    let out = attack.run(&model, x.clone(), labels, &[a.eps], a.attack.seed)?;
+    let probs = |t| {
+        burn::tensor::activation::softmax(model.valid().forward(t), 1)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32 probabilities")
+    };
+    let before = probs(x.clone());
+    let after = probs(out.adversarial.clone());
+    let argmax = |p: &[f32]| p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
+    let clean: Vec<f32> = x.into_data().try_to_vec::<f32>().expect("f32");
+    let adv: Vec<f32> = out.adversarial.into_data().try_to_vec::<f32>().expect("f32");
+    let shape = test.shape();
+    image::write_png(&a.out, &adv, shape)?;
+    let stem = a.out.with_extension("");
+    image::write_png(&PathBuf::from(format!("{}-clean.png", stem.display())), &clean, shape)?;
+    image::write_delta_png(&PathBuf::from(format!("{}-delta.png", stem.display())), &clean, &adv, shape)?;
+    let linf = clean.iter().zip(&adv).map(|(c, a)| (a - c).abs()).fold(0f32, f32::max);
+    let names = &bundle.header.class_names;
+    let result = serde_json::json!({
+        "index": a.index,
+        "label": test.labels[a.index],
+        "attack": attack.name(),
+        "eps": a.eps,
+        "target": a.target,
+        "before": { "class": argmax(&before), "name": names[argmax(&before)], "probabilities": before },
+        "after": { "class": argmax(&after), "name": names[argmax(&after)], "probabilities": after },
+        "linf": linf,
+        "success": pollster::block_on(async { out.success.into_data_async().await })
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?
+            .try_to_vec::<bool>()
+            .map(|v| v[0])
+            .unwrap_or(false),
+        "out": a.out,
+    });
+    if a.json {
+        println!("{result}");
+    } else {
+        println!("image {} (label {})", a.index, names[test.labels[a.index]]);
+        println!("before: {} ({:.3})", names[argmax(&before)], before[argmax(&before)]);
+        println!("after:  {} ({:.3})  [{} eps={} linf={linf:.4}]", names[argmax(&after)], after[argmax(&after)], attack.name(), a.eps);
+        println!("wrote {}", a.out.display());
+    }
+    Ok(())
+}
+
+fn cmd_inspect(a: InspectArgs) -> Result<()> {
+    let b = Bundle::load(&a.bundle).with_context(|| format!("loading bundle {}", a.bundle.display()))?;
+    let info = serde_json::json!({
+        "format_version": rampart_core::bundle::BUNDLE_VERSION,
+        "weights_bytes": b.weights_len(),
+        "header": b.header,
+    });
+    if a.json {
+        println!("{info}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+    }
+    Ok(())
+}
+
+fn cmd_export(a: ExportArgs, device: DeviceChoice) -> Result<()> {
+    let b = Bundle::load(&a.bundle).with_context(|| format!("loading bundle {}", a.bundle.display()))?;
+    let model = b.model(&device.init()?)?;
+    match a.format {
+        ExportFormat::Safetensors => {
+            let bytes = rampart_core::export::to_safetensors(&model, &serde_json::to_string(&b.header.model)?)?;
+            rampart_core::write_atomically(&a.out, &bytes)?;
+        }
+    }
+    println!("wrote {}", a.out.display());
+    Ok(())
+}
+
+fn cmd_predict(a: PredictArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
+    let b = Bundle::load(&a.bundle).with_context(|| format!("loading bundle {}", a.bundle.display()))?;
+    let [c, h, w] = b.header.model.input_shape();
+    let pixels: Vec<f32> = match (&a.index, &a.pixels) {
+        (Some(i), None) => {
+            let (_, test) = load_split(&b.header.dataset, data_dir, Split::Test)?;
+            if *i >= test.len() {
+                bail!("--index {i} is out of range: the test set has {} images", test.len());
+            }
+            test.image(*i).to_vec()
+        }
+        (None, Some(p)) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{} is not a JSON array of numbers", p.display()))?
+        }
+        _ => bail!("give --index or --pixels"),
+    };
+    if pixels.len() != c * h * w {
+        bail!("the image has {} values, the model takes {c}×{h}×{w} = {}", pixels.len(), c * h * w);
+    }
+    if let Some(v) = pixels.iter().find(|v| !(0.0..=1.0).contains(*v)) {
+        bail!("pixel value {v} is outside [0, 1]");
+    }
+    let dev = device.init()?;
+    let model = b.model(&dev)?.valid();
+    let x = burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(pixels, [1, c, h, w]), &dev);
+    let logits = model.forward(x);
+    let probabilities: Vec<f32> = burn::tensor::activation::softmax(logits.clone(), 1).into_data().try_to_vec::<f32>().expect("f32");
+    let logits: Vec<f32> = logits.into_data().try_to_vec::<f32>().expect("f32");
+    let predicted = probabilities.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
+    let label = &b.header.class_names[predicted];
+    if a.json {
+        println!("{}", serde_json::json!({"logits": logits, "probabilities": probabilities, "predicted": predicted, "label": label}));
+    } else {
+        println!("{label} ({:.4})", probabilities[predicted]);
+    }
+    Ok(())
+}
+
+fn cmd_samples(a: SamplesArgs, data_dir: &Path) -> Result<()> {
+    let (_, test) = load_split(&a.dataset, data_dir, Split::Test)?;
+    let n = a.count.min(test.len());
+    let images: Vec<&[f32]> = (0..n).map(|i| test.image(i)).collect();
+    let json = serde_json::json!({"dataset": a.dataset, "shape": test.shape(), "labels": &test.labels[..n], "images": images});
+    rampart_core::write_atomically(&a.out, json.to_string().as_bytes())?;
+    println!("wrote {n} images to {}", a.out.display());
+    Ok(())
+}

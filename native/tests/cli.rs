@@ -1,0 +1,230 @@
+//! End-to-end tests of the `rampart` CLI on real MNIST data (a small slice of it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn data_dir() -> PathBuf {
+    std::env::var_os("RAMPART_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
+}
+
+fn rampart(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args(args)
+        // Keep lavapipe runs short: minimal kernel autotuning; and give Mesa a runtime dir.
+        .env("CUBECL_AUTOTUNE_LEVEL", "minimal")
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .arg("--data-dir")
+        .arg(data_dir())
+        .output()
+        .expect("rampart runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = rampart(args);
+    assert!(out.status.success(), "rampart {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let out = rampart(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "rampart {args:?} should fail");
+    assert!(err.contains(needle), "rampart {args:?}: expected '{needle}' in: {err}");
+    assert!(!err.contains("panicked"), "rampart {args:?} panicked: {err}");
+}
+
+/// A small bundle trained on 1,800 images for two epochs (a few seconds).
+fn tiny_bundle(dir: &Path, extra: &[&str]) -> PathBuf {
+    let out = dir.join("tiny.rampart");
+    let o = out.to_str().unwrap();
+    let mut args = vec![
+        "train", "--limit", "2000", "--val-size", "200", "--epochs", "2", "--lr", "3e-3", "--conv", "8,16", "--hidden", "64",
+        "--test-size", "500", "--out", o, "--json",
+    ];
+    args.extend_from_slice(extra);
+    ok(&args);
+    out
+}
+
+#[test]
+fn train_inspect_eval_attack_export_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = tiny_bundle(dir.path(), &[]);
+    let b = bundle.to_str().unwrap();
+
+    let info: serde_json::Value = serde_json::from_str(&ok(&["inspect", b, "--json"])).unwrap();
+    assert_eq!(info["header"]["dataset"], "mnist");
+    assert_eq!(info["header"]["class_names"].as_array().unwrap().len(), 10);
+    assert_eq!(info["header"]["recipe"]["method"]["name"], "standard");
+
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "eval", "--bundle", b, "--attack", "pgd,fgsm", "--eps", "0,0.1,0.3", "--steps", "10", "--limit", "200", "--json",
+    ]))
+    .unwrap();
+    let clean = report["clean_accuracy"].as_f64().unwrap();
+    assert!(clean > 0.7, "a tiny model after one epoch on 2k images: {clean}");
+    let robust = report["robust"].as_array().unwrap();
+    assert_eq!(robust.len(), 6);
+    for r in robust {
+        for key in ["attack", "eps", "steps", "restarts", "accuracy"] {
+            assert!(r.get(key).is_some(), "missing {key} in {r}");
+        }
+        let acc = r["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc));
+    }
+    // ε = 0 changes nothing; ε = 0.3 PGD breaks an undefended model.
+    assert_eq!(robust[0]["accuracy"].as_f64().unwrap(), clean);
+    assert!(robust[2]["accuracy"].as_f64().unwrap() < 0.2 * clean, "{}", robust[2]);
+
+    let png = dir.path().join("adv.png");
+    let a: serde_json::Value = serde_json::from_str(&ok(&[
+        "attack", "--bundle", b, "--index", "3", "--eps", "0.3", "--out", png.to_str().unwrap(), "--json",
+    ]))
+    .unwrap();
+    assert!(a["linf"].as_f64().unwrap() <= 0.3 + 1e-6);
+    assert_eq!(a["after"]["probabilities"].as_array().unwrap().len(), 10);
+    for f in ["adv.png", "adv-clean.png", "adv-delta.png"] {
+        let bytes = std::fs::read(dir.path().join(f)).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{f} is not a PNG");
+    }
+
+    let st = dir.path().join("w.safetensors");
+    ok(&["export", "--bundle", b, "--format", "safetensors", "--out", st.to_str().unwrap()]);
+    let bytes = std::fs::read(&st).unwrap();
+    let t = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names = t.names();
+    names.sort();
+    assert_eq!(names, ["conv1.bias", "conv1.weight", "conv2.bias", "conv2.weight", "fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"]);
+    assert_eq!(t.tensor("fc1.weight").unwrap().shape(), [64, 16 * 7 * 7]);
+    assert_eq!(t.tensor("conv1.weight").unwrap().shape(), [8, 1, 5, 5]);
+
+    let p: serde_json::Value = serde_json::from_str(&ok(&["predict", "--bundle", b, "--index", "3", "--json"])).unwrap();
+    let probs: Vec<f64> = p["probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-4);
+    assert_eq!(p["predicted"], a["before"]["class"]);
+}
+
+#[test]
+fn corrupt_inputs_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = tiny_bundle(dir.path(), &[]);
+    let good = std::fs::read(&bundle).unwrap();
+    let bad = dir.path().join("bad.rampart");
+    let b = bad.to_str().unwrap();
+
+    std::fs::write(&bad, &good[..good.len() / 2]).unwrap();
+    fails_with(&["eval", "--bundle", b], "checksum mismatch");
+    let mut flipped = good.clone();
+    flipped[100] ^= 1;
+    std::fs::write(&bad, &flipped).unwrap();
+    fails_with(&["inspect", b], "corrupt");
+    std::fs::write(&bad, b"not a bundle at all, just some text that is long enough to parse").unwrap();
+    fails_with(&["inspect", b], "wrong magic");
+    fails_with(&["inspect", "/nonexistent/x.rampart"], "file not found");
+
+    // A data directory with damaged MNIST files.
+    let data = dir.path().join("data");
+    let mnist = data.join("mnist");
+    std::fs::create_dir_all(&mnist).unwrap();
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_rampart")).args(args).arg("--data-dir").arg(&data).output().unwrap();
+    let check = |needle: &str| {
+        let out = run(&["train", "--epochs", "1"]);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success() && err.contains(needle), "expected '{needle}': {err}");
+    };
+    check("file not found");
+    let mut images = vec![0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28];
+    images.extend(vec![0u8; 2 * 784]);
+    std::fs::write(mnist.join("train-images-idx3-ubyte"), &images).unwrap();
+    std::fs::write(mnist.join("train-labels-idx1-ubyte"), [0, 0, 8, 2, 0, 0, 0, 2, 1, 1]).unwrap();
+    check("wrong magic number");
+    std::fs::write(mnist.join("train-labels-idx1-ubyte"), [0, 0, 8, 1, 0, 0, 0, 2, 1]).unwrap();
+    check("truncated");
+    std::fs::write(mnist.join("train-labels-idx1-ubyte"), [0, 0, 8, 1, 0, 0, 0, 3, 1, 1, 1]).unwrap();
+    check("2 images but 3 labels");
+    std::fs::write(mnist.join("train-labels-idx1-ubyte"), [0, 0, 8, 1, 0, 0, 0, 2, 1, 12]).unwrap();
+    check("label 12 at index 1 is out of range");
+
+    fails_with(&["eval", "--bundle", bundle.to_str().unwrap(), "--eps=-0.1", "--limit", "10"], "eps must be");
+    fails_with(&["attack", "--bundle", bundle.to_str().unwrap(), "--index", "999999"], "out of range");
+    fails_with(&["train", "--dataset", "imagenet"], "unknown dataset");
+}
+
+/// Kills a training run mid-epoch, resumes it, and checks it ends exactly like a run that
+/// was never interrupted.
+#[test]
+fn resume_after_kill_matches_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let common = [
+        "train", "--method", "fgsm-rs", "--eps", "0.2", "--limit", "6000", "--val-size", "500", "--epochs", "2",
+        "--batch-size", "50", "--conv", "8,16", "--hidden", "64", "--test-size", "500", "--checkpoint-every", "10", "--seed", "3",
+    ];
+    let whole = dir.path().join("whole.rampart");
+    let mut args = common.to_vec();
+    args.extend(["--out", whole.to_str().unwrap()]);
+    ok(&args);
+
+    let resumed = dir.path().join("resumed.rampart");
+    let ckpt = dir.path().join("resumed.ckpt");
+    let mut args = common.to_vec();
+    args.extend(["--out", resumed.to_str().unwrap()]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args(&args)
+        .arg("--data-dir")
+        .arg(data_dir())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the second checkpoint of the first epoch, then kill without warning.
+    let start = std::time::Instant::now();
+    let mut seen = 0;
+    let mut last = None;
+    while seen < 2 {
+        let m = std::fs::metadata(&ckpt).and_then(|m| m.modified()).ok();
+        if m.is_some() && m != last {
+            seen += 1;
+            last = m;
+        }
+        assert!(start.elapsed().as_secs() < 300, "no checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the run finished before it was killed");
+    assert!(!resumed.exists(), "the run finished before it was killed");
+
+    args.push("--resume");
+    ok(&args);
+    let metrics = |p: &Path| -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(p.with_extension("json")).unwrap()).unwrap();
+        for e in v["history"].as_array_mut().unwrap() {
+            e.as_object_mut().unwrap().remove("seconds");
+        }
+        v.as_object_mut().unwrap().remove("train_seconds");
+        v
+    };
+    assert_eq!(metrics(&whole), metrics(&resumed));
+}
+
+/// The wgpu backend (lavapipe on machines without a GPU) trains like the CPU backend.
+#[test]
+fn wgpu_training_steps_match_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |device: &str| -> serde_json::Value {
+        let out = dir.path().join(format!("{device}.rampart"));
+        let o = out.to_str().unwrap();
+        serde_json::from_str(&ok(&[
+            "--device", device, "train", "--limit", "112", "--val-size", "16", "--epochs", "1", "--batch-size", "32",
+            "--conv", "4,8", "--hidden", "16", "--test-size", "64", "--out", o, "--json",
+        ]))
+        .unwrap()
+    };
+    let cpu = run("cpu");
+    let gpu = run("wgpu");
+    let loss = |v: &serde_json::Value| v["history"][0]["train_loss"].as_f64().unwrap();
+    assert!((loss(&cpu) - loss(&gpu)).abs() < 1e-3 * loss(&cpu).abs().max(1.0), "cpu {} vs wgpu {}", loss(&cpu), loss(&gpu));
+    assert_eq!(cpu["history"][0]["train_accuracy"], gpu["history"][0]["train_accuracy"]);
+    assert_eq!(cpu["test_clean_accuracy"], gpu["test_clean_accuracy"]);
+}

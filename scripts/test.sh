@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test: formatting and lints, the Rust unit and integration tests (including the
+# CLI end-to-end tests), the native wgpu backend on lavapipe, and the browser tests.
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+bash scripts/setup.sh
+
+echo "== cargo fmt / clippy"
+cargo fmt --all -- --check
+cargo clippy --release --all-targets -- -D warnings
+
+echo "== Rust tests (core, CLI end to end, wgpu on lavapipe)"
+cargo test --release
+
+echo "== browser tests (Chromium: WebGPU and CPU)"
+bash scripts/build-web.sh
+FIXTURES="$(mktemp -d)"
+trap 'rm -rf "$FIXTURES"' EXIT
+"$RAMPART_BIN" train --dataset mnist --method standard --epochs 1 --limit 3000 --val-size 500 \
+  --conv 8,16 --hidden 64 --test-size 500 --out "$FIXTURES/tiny.rampart" --json >/dev/null
+"$RAMPART_BIN" samples --dataset mnist --count 8 --out "$FIXTURES/samples.json" >/dev/null
+(cd tests/browser && RAMPART_BIN="$RAMPART_BIN" FIXTURES="$FIXTURES" node run.mjs)

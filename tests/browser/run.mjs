@@ -1,0 +1,217 @@
+// Browser tests: Debian's Chromium (headless, through playwright-core) runs rampart-web on
+// WebGPU (SwiftShader on machines without a GPU) and on the CPU fallback, checks its logits
+// against the native CLI, its attacks' invariants, its errors, and the demo page.
+//
+//   RAMPART_BIN=… FIXTURES=dir node run.mjs
+// FIXTURES holds tiny.rampart (a bundle) and samples.json (`rampart samples`).
+// Writes browser timings to $FIXTURES/browser-timings.json.
+import { chromium } from "playwright-core";
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import http from "node:http";
+import path from "node:path";
+
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
+const WWW = path.join(ROOT, "www");
+const FIXTURES = process.env.FIXTURES;
+const BIN = process.env.RAMPART_BIN;
+if (!FIXTURES || !BIN) throw new Error("set FIXTURES and RAMPART_BIN");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const TOL = 1e-4;
+
+const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json", ".css": "text/css" };
+const server = http.createServer((req, res) => {
+  const url = new URL(req.url, "http://x").pathname;
+  let file;
+  if (url === "/blank.html") { res.writeHead(200, { "content-type": "text/html" }); return res.end("<!doctype html><title>blank</title>"); }
+  if (url.startsWith("/fixtures/")) file = path.join(FIXTURES, url.slice(10));
+  else if (url === "/models/demo.rampart") file = path.join(FIXTURES, "tiny.rampart");
+  else if (url === "/models/samples.json") file = path.join(FIXTURES, "samples.json");
+  else file = path.join(WWW, url === "/" ? "index.html" : url);
+  if (!file.startsWith(WWW) && !file.startsWith(FIXTURES)) { res.writeHead(403); return res.end(); }
+  fs.readFile(file, (err, data) => {
+    if (err) { res.writeHead(404); return res.end("not found"); }
+    res.writeHead(200, { "content-type": types[path.extname(file)] || "application/octet-stream" });
+    res.end(data);
+  });
+});
+await new Promise((r) => server.listen(0, "127.0.0.1", r));
+const BASE = `http://127.0.0.1:${server.address().port}`;
+
+const COMMON = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"];
+const WEBGPU = ["--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-angle=swiftshader", "--use-webgpu-adapter=swiftshader"];
+const NO_WEBGPU = ["--disable-gpu", "--disable-features=WebGPU"];
+
+async function openPage(args) {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...COMMON, ...args] });
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => { if (process.env.VERBOSE) console.log("  [page]", m.text()); });
+  await page.goto(`${BASE}/blank.html`);
+  await page.evaluate(async () => {
+    window.rampart = await import("/pkg/rampart_web.js");
+    await window.rampart.default();
+  });
+  return { browser, page, errors };
+}
+
+const samples = JSON.parse(fs.readFileSync(path.join(FIXTURES, "samples.json"), "utf8"));
+const N = Math.min(4, samples.images.length);
+const native = samples.images.slice(0, N).map((img, i) => {
+  const f = path.join(FIXTURES, `pixels-${i}.json`);
+  fs.writeFileSync(f, JSON.stringify(img));
+  return JSON.parse(execFileSync(BIN, ["predict", "--bundle", path.join(FIXTURES, "tiny.rampart"), "--pixels", f, "--json"], { encoding: "utf8" }));
+});
+
+const results = [];
+const timings = {};
+async function test(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push([name, true]);
+    console.log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    results.push([name, false]);
+    console.log(`FAIL ${name}: ${e.stack || e}`);
+  }
+}
+const assert = (cond, msg) => { if (!cond) throw new Error(msg); };
+
+async function classifyAndAttack(backend, args, expected) {
+  const { browser, page, errors } = await openPage(args);
+  try {
+    const r = await page.evaluate((b) => window.rampart.init({ backend: b }), backend);
+    assert(r.backend === expected, `init(${backend}) ran on ${r.backend} (${r.reason})`);
+    await page.evaluate(() => window.rampart.loadBundle("/fixtures/tiny.rampart"));
+    const out = await page.evaluate(async (images) => {
+      const res = [];
+      for (const img of images) {
+        const t0 = performance.now();
+        const p = await window.rampart.classify(Float32Array.from(img));
+        res.push({ ...p, ms: performance.now() - t0 });
+      }
+      return res;
+    }, samples.images.slice(0, N));
+    let worst = 0;
+    out.forEach((p, i) => {
+      p.logits.forEach((v, j) => { worst = Math.max(worst, Math.abs(v - native[i].logits[j])); });
+      assert(p.predicted === native[i].predicted, `sample ${i}: browser predicts ${p.predicted}, native ${native[i].predicted}`);
+    });
+    assert(worst <= TOL, `logits differ from native by ${worst} > ${TOL}`);
+    const atk = await page.evaluate(async (img) => {
+      const res = [];
+      for (let k = 0; k < 2; k++) {
+        const t0 = performance.now();
+        const r = await window.rampart.attack({ pixels: img, method: "pgd", eps: 0.3, steps: 20 });
+        res.push({ ...r, ms: performance.now() - t0 });
+      }
+      return res;
+    }, samples.images[0]);
+    for (const a of atk) {
+      assert(a.adversarial.every((v) => v >= 0 && v <= 1), "adversarial pixel outside [0,1]");
+      assert(a.linf <= 0.3 + 1e-5, `L∞ ${a.linf} > eps`);
+      a.adversarial.forEach((v, i) => assert(Math.abs(v - samples.images[0][i] - a.perturbation[i]) < 1e-5, "perturbation ≠ adversarial − input"));
+    }
+    const l2 = await page.evaluate((img) => window.rampart.attack({ pixels: img, method: "pgd-l2", eps: 1.5, steps: 10 }), samples.images[1]);
+    assert(l2.l2 <= 1.5 + 1e-4, `L2 ${l2.l2} > eps`);
+    const zero = await page.evaluate((img) => window.rampart.attack({ pixels: img, method: "pgd", eps: 0, steps: 5 }), samples.images[2]);
+    assert(zero.linf === 0, "eps = 0 moved the image");
+    timings[backend === "auto" ? `auto-${r.backend}` : backend] = {
+      classify_first_ms: out[0].ms, classify_ms: out[out.length - 1].ms,
+      pgd20_first_ms: atk[0].ms, pgd20_ms: atk[1].ms, max_logit_diff: worst, attack_success: atk.map((a) => a.success),
+    };
+    assert(errors.length === 0, `page errors: ${errors}`);
+  } finally {
+    await browser.close();
+  }
+}
+
+await test("webgpu: logits match native, attack invariants", () => classifyAndAttack("webgpu", WEBGPU, "webgpu"));
+await test("cpu: logits match native, attack invariants", () => classifyAndAttack("cpu", WEBGPU, "cpu"));
+await test("auto falls back to cpu without WebGPU", () => classifyAndAttack("auto", NO_WEBGPU, "cpu"));
+
+await test("bad calls reject with clear errors and nothing traps", async () => {
+  const { browser, page, errors } = await openPage(NO_WEBGPU);
+  try {
+    const bad = corruptBundles();
+    const messages = await page.evaluate(async (bad) => {
+      const m = window.rampart;
+      const out = {};
+      const grab = async (name, f) => {
+        try { await f(); out[name] = "resolved"; } catch (e) { out[name] = (e instanceof Error ? "" : "not-an-Error:") + e.message; }
+      };
+      await grab("before-init", () => m.loadBundle("/fixtures/tiny.rampart"));
+      await m.init({ backend: "cpu" });
+      await grab("no-bundle", () => m.classify(new Float32Array(784)));
+      await grab("bad-backend", () => m.init({ backend: "tpu" }));
+      for (const [name, bytes] of Object.entries(bad)) await grab(name, () => m.loadBundle(Uint8Array.from(bytes)));
+      await grab("missing-url", () => m.loadBundle("/fixtures/nope.rampart"));
+      await grab("not-bytes", () => m.loadBundle(42));
+      await m.loadBundle("/fixtures/tiny.rampart");
+      const good = new Float32Array(784).fill(0.5);
+      await grab("short", () => m.classify(new Float32Array(10)));
+      await grab("nan", () => { const p = good.slice(); p[3] = NaN; return m.classify(p); });
+      await grab("range", () => { const p = good.slice(); p[5] = 2; return m.classify(p); });
+      await grab("string", () => m.classify("pixels"));
+      await grab("eps-negative", () => m.attack({ pixels: good, eps: -0.1 }));
+      await grab("eps-nan", () => m.attack({ pixels: good, eps: NaN }));
+      await grab("method", () => m.attack({ pixels: good, eps: 0.1, method: "magic" }));
+      await grab("steps", () => m.attack({ pixels: good, eps: 0.1, steps: 0 }));
+      await grab("target", () => m.attack({ pixels: good, eps: 0.1, target: 99 }));
+      await grab("unknown-option", () => m.attack({ pixels: good, eps: 0.1, colour: "red" }));
+      await grab("no-options", () => m.attack());
+      const after = await m.classify(good);
+      out.stillWorks = after.probabilities.length;
+      return out;
+    }, bad);
+    const expect = {
+      "before-init": /not initialised/, "no-bundle": /no bundle loaded/, "bad-backend": /unknown backend/,
+      truncated: /truncated|corrupt/, flipped: /corrupt|checksum/, "wrong-magic": /not a bundle/, empty: /truncated/,
+      "missing-url": /HTTP 404/, "not-bytes": /URL string or a Uint8Array/, short: /has 10 values.*784/,
+      nan: /pixels\[3\] is not a finite number/, range: /pixels\[5\] = 2 is outside/, string: /Float32Array/,
+      "eps-negative": /eps must be/, "eps-nan": /eps must be/, method: /unknown method 'magic'/, steps: /steps must be/,
+      target: /target 99 is out of range/, "unknown-option": /unknown field/, "no-options": /options object/,
+    };
+    for (const [k, re] of Object.entries(expect)) assert(re.test(messages[k] ?? ""), `${k}: got '${messages[k]}'`);
+    assert(messages.stillWorks === 10, "the module stopped working after bad calls");
+    assert(errors.length === 0, `page errors: ${errors}`);
+  } finally {
+    await browser.close();
+  }
+});
+
+function corruptBundles() {
+  const good = [...fs.readFileSync(path.join(FIXTURES, "tiny.rampart"))];
+  const flipped = good.slice(); flipped[Math.floor(flipped.length / 2)] ^= 0x10;
+  const magic = good.slice(); magic[0] = 88;
+  return { truncated: good.slice(0, good.length >> 1), flipped, "wrong-magic": magic, empty: [] };
+}
+
+await test("demo page: classifies a test image and runs an attack", async () => {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...COMMON, ...NO_WEBGPU] });
+  try {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    await page.goto(`${BASE}/`);
+    await page.waitForFunction(() => document.getElementById("status").textContent === "ready", null, { timeout: 120000 });
+    await page.waitForFunction(() => document.querySelectorAll("#probs .bar").length === 10, null, { timeout: 60000 });
+    const backend = await page.textContent("#backend");
+    assert(/CPU/.test(backend), `backend shown: ${backend}`);
+    await page.click("#run-attack");
+    await page.waitForFunction(() => /→/.test(document.getElementById("attack-result").textContent), null, { timeout: 120000 });
+    if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
+    assert(errors.length === 0, `page errors: ${errors}`);
+  } finally {
+    await browser.close();
+  }
+});
+
+fs.writeFileSync(path.join(FIXTURES, "browser-timings.json"), JSON.stringify(timings, null, 2));
+server.close();
+const passed = results.filter((r) => r[1]).length;
+const failed = results.length - passed;
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,118 @@
+// The demo page: draws or picks an image, classifies it live, and attacks it, all in the
+// browser through rampart-web (WebGPU, or the CPU fallback).
+import initWasm, * as rampart from "./pkg/rampart_web.js";
+
+const $ = (id) => document.getElementById(id);
+const status = (msg, error = false) => { $("status").textContent = msg; $("status").className = error ? "error" : ""; };
+let info = null;
+let samples = [];
+let current = null;
+let busy = Promise.resolve();
+
+// Serialise calls into the wasm module: one computation at a time.
+const exclusive = (f) => (busy = busy.then(f, f));
+
+function drawImage(canvas, pixels, [c, h, w]) {
+  const ctx = canvas.getContext("2d");
+  const img = ctx.createImageData(w, h);
+  for (let i = 0; i < h * w; i++) {
+    for (let ch = 0; ch < 3; ch++) img.data[4 * i + ch] = 255 * pixels[(c === 3 ? ch * h * w : 0) + i];
+    img.data[4 * i + 3] = 255;
+  }
+  const tmp = new OffscreenCanvas(w, h);
+  tmp.getContext("2d").putImageData(img, 0, 0);
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(tmp, 0, 0, canvas.width, canvas.height);
+}
+
+function bars(el, probs, names) {
+  const top = probs.indexOf(Math.max(...probs));
+  el.innerHTML = probs.map((p, i) => `<div class="bar${i === top ? " top" : ""}"><span class="name">${names[i]}</span>` +
+    `<span class="fill" style="width:${(150 * p).toFixed(1)}px"></span><span>${(100 * p).toFixed(1)}%</span></div>`).join("");
+}
+
+// Drawing: white strokes on black, read back at the model's resolution.
+const draw = $("draw");
+const dctx = draw.getContext("2d");
+function clearDrawing() { dctx.fillStyle = "#000"; dctx.fillRect(0, 0, draw.width, draw.height); }
+function drawnPixels() {
+  const [, h, w] = info.inputShape;
+  const small = new OffscreenCanvas(w, h);
+  const sctx = small.getContext("2d");
+  sctx.drawImage(draw, 0, 0, w, h);
+  const data = sctx.getImageData(0, 0, w, h).data;
+  const px = new Float32Array(h * w);
+  for (let i = 0; i < h * w; i++) px[i] = data[4 * i] / 255;
+  return px;
+}
+let drawing = false;
+draw.addEventListener("pointerdown", (e) => { drawing = true; stroke(e); });
+draw.addEventListener("pointermove", (e) => drawing && stroke(e));
+window.addEventListener("pointerup", () => { if (drawing) { drawing = false; current = drawnPixels(); classifyCurrent(); } });
+function stroke(e) {
+  const r = draw.getBoundingClientRect();
+  dctx.fillStyle = "#fff";
+  dctx.beginPath();
+  dctx.arc(e.clientX - r.left, e.clientY - r.top, 11, 0, 2 * Math.PI);
+  dctx.fill();
+}
+
+function classifyCurrent() {
+  if (!current) return;
+  return exclusive(async () => {
+    try {
+      const p = await rampart.classify(current);
+      bars($("probs"), p.probabilities, info.classNames);
+    } catch (e) { status(e.message, true); }
+  });
+}
+
+function runAttack() {
+  if (!current) return;
+  return exclusive(async () => {
+    status("attacking…");
+    const t0 = performance.now();
+    try {
+      const r = await rampart.attack({ pixels: current, method: $("method").value, eps: +$("eps").value, steps: +$("steps").value });
+      drawImage($("adv"), r.adversarial, info.inputShape);
+      const m = Math.max(1e-12, ...r.perturbation.map(Math.abs));
+      drawImage($("delta"), r.perturbation.map((d) => 0.5 + 0.5 * d / m), info.inputShape);
+      $("attack-result").textContent = `${r.before.label} → ${r.after.label} ` +
+        `(${r.success ? "fooled" : "held"}; ${r.attack}, ε=${r.eps}, L∞=${r.linf.toFixed(3)}, L2=${r.l2.toFixed(3)})`;
+      bars($("adv-probs"), r.after.probabilities, info.classNames);
+      status(`attack took ${(performance.now() - t0).toFixed(0)} ms`);
+    } catch (e) { status(e.message, true); }
+  });
+}
+
+async function start(backend) {
+  status("loading…");
+  try {
+    const r = await rampart.init({ backend });
+    $("backend").textContent = r.backend === "webgpu" ? "WebGPU" : "CPU" + (r.reason ? ` (${r.reason})` : "");
+    if (!info) {
+      info = await rampart.loadBundle("models/demo.rampart");
+      samples = await (await fetch("models/samples.json")).json();
+      $("sample").innerHTML = samples.images.map((_, i) => `<option value="${i}">#${i} (${info.classNames[samples.labels[i]]})</option>`).join("");
+      pick(0);
+    }
+    status("ready");
+    classifyCurrent();
+  } catch (e) { status(e.message, true); }
+}
+
+function pick(i) {
+  current = Float32Array.from(samples.images[i]);
+  drawImage(draw, current, info.inputShape);
+  classifyCurrent();
+}
+
+$("clear").onclick = () => { clearDrawing(); current = null; $("probs").innerHTML = ""; };
+$("sample").onchange = (e) => pick(+e.target.value);
+$("eps").oninput = (e) => { $("eps-value").textContent = (+e.target.value).toFixed(2); };
+$("run-attack").onclick = runAttack;
+$("backend-choice").onchange = (e) => exclusive(() => start(e.target.value));
+
+await initWasm();
+clearDrawing();
+exclusive(() => start("auto"));
