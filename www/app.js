@@ -78,7 +78,7 @@ function runAttack() {
       const m = Math.max(1e-12, ...r.perturbation.map(Math.abs));
       drawImage($("delta"), r.perturbation.map((d) => 0.5 + 0.5 * d / m), info.inputShape);
       $("attack-result").textContent = `${r.before.label} → ${r.after.label} ` +
-        `(${r.success ? "fooled" : "held"}; ${r.attack}, ε=${r.eps}, L∞=${r.linf.toFixed(3)}, L2=${r.l2.toFixed(3)})`;
+        `(${r.success ? "fooled" : "held"}; ${r.attack}, ε=${+r.eps.toPrecision(4)}, L∞=${r.linf.toFixed(3)}, L2=${r.l2.toFixed(3)})`;
       bars($("adv-probs"), r.after.probabilities, info.classNames);
       status(`attack took ${(performance.now() - t0).toFixed(0)} ms`);
     } catch (e) { status(e.message, true); }

@@ -20,7 +20,8 @@ pub const BUNDLE_VERSION: u32 = 1;
 /// A sealed container: magic, version, a JSON header and binary sections, and a SHA-256.
 /// Shared by bundles and training checkpoints.
 pub(crate) fn seal(magic: &[u8; 8], version: u32, header: &[u8], sections: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + header.len() + sections.iter().map(|s| s.len() + 8).sum::<usize>());
+    let mut out =
+        Vec::with_capacity(64 + header.len() + sections.iter().map(|s| s.len() + 8).sum::<usize>());
     out.extend_from_slice(magic);
     out.extend_from_slice(&version.to_le_bytes());
     for part in std::iter::once(header).chain(sections.iter().copied()) {
@@ -49,15 +50,21 @@ pub(crate) fn unseal<'a>(
     }
     let (body, digest) = bytes.split_at(bytes.len() - 32);
     if Sha256::digest(body).as_slice() != digest {
-        return Err(format!("{what} is corrupt or truncated (checksum mismatch)"));
+        return Err(format!(
+            "{what} is corrupt or truncated (checksum mismatch)"
+        ));
     }
     let found = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes"));
     if found != version {
-        return Err(format!("{what} has format version {found}, this build reads version {version}"));
+        return Err(format!(
+            "{what} has format version {found}, this build reads version {version}"
+        ));
     }
     let mut at = 12;
     let mut take = || -> std::result::Result<&'a [u8], String> {
-        let len_bytes = body.get(at..at + 8).ok_or_else(|| format!("{what} is truncated"))?;
+        let len_bytes = body
+            .get(at..at + 8)
+            .ok_or_else(|| format!("{what} is truncated"))?;
         let len = u64::from_le_bytes(len_bytes.try_into().expect("8 bytes")) as usize;
         let part = body
             .get(at + 8..at.saturating_add(8).saturating_add(len))
@@ -66,7 +73,9 @@ pub(crate) fn unseal<'a>(
         Ok(part)
     };
     let header = take()?;
-    let sections = (0..n_sections).map(|_| take()).collect::<std::result::Result<Vec<_>, _>>()?;
+    let sections = (0..n_sections)
+        .map(|_| take())
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     Ok((header, sections))
 }
 
@@ -124,7 +133,10 @@ impl Bundle {
             unseal(bytes, BUNDLE_MAGIC, BUNDLE_VERSION, 1, "bundle").map_err(Error::Bundle)?;
         let header: BundleHeader = serde_json::from_slice(header)
             .map_err(|e| Error::Bundle(format!("unreadable header: {e}")))?;
-        header.model.validate().map_err(|e| Error::Bundle(e.to_string()))?;
+        header
+            .model
+            .validate()
+            .map_err(|e| Error::Bundle(e.to_string()))?;
         if header.class_names.len() != header.model.num_classes() {
             return Err(Error::Bundle(format!(
                 "{} class names for a model with {} classes",
@@ -168,4 +180,3 @@ impl Bundle {
         self.weights.len()
     }
 }
-

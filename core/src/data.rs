@@ -118,7 +118,10 @@ impl ImageDataset {
         let [channels, height, width] = shape;
         let per = channels * height * width;
         if per == 0 {
-            return Err(Error::invalid("dataset", "image shape has a zero dimension"));
+            return Err(Error::invalid(
+                "dataset",
+                "image shape has a zero dimension",
+            ));
         }
         if images.len() != labels.len() * per {
             return Err(Error::CountMismatch {
@@ -232,8 +235,14 @@ impl ImageDataset {
     /// Item indices of each mini-batch of one epoch: a permutation drawn from
     /// `(seed, epoch)` alone, so an interrupted epoch can be replayed exactly.
     pub fn epoch_batches(&self, batch_size: usize, seed: u64, epoch: usize) -> Vec<Vec<usize>> {
-        let order = shuffled(self.len(), seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        order.chunks(batch_size.max(1)).map(<[usize]>::to_vec).collect()
+        let order = shuffled(
+            self.len(),
+            seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        order
+            .chunks(batch_size.max(1))
+            .map(<[usize]>::to_vec)
+            .collect()
     }
 }
 

@@ -42,7 +42,11 @@ pub(crate) async fn read_ints(t: Tensor<1, Int>) -> Result<Vec<i64>> {
 }
 
 pub(crate) async fn read_bools(t: Tensor<1, Bool>) -> Result<Vec<bool>> {
-    Ok(read_ints(t.int()).await?.into_iter().map(|v| v != 0).collect())
+    Ok(read_ints(t.int())
+        .await?
+        .into_iter()
+        .map(|v| v != 0)
+        .collect())
 }
 
 /// Evaluates `model` on `data`: clean accuracy, confusion matrix, and robust accuracy under
@@ -86,8 +90,18 @@ pub async fn evaluate(
             let mut held = 0usize;
             for (b, idx) in batches.iter().enumerate() {
                 let (x, y) = data.batch(idx, device);
-                let out = attack.run(model, x, y, &vec![e; idx.len()], seed.wrapping_add(b as u64))?;
-                held += read_bools(out.success).await?.iter().filter(|s| !**s).count();
+                let out = attack.run(
+                    model,
+                    x,
+                    y,
+                    &vec![e; idx.len()],
+                    seed.wrapping_add(b as u64),
+                )?;
+                held += read_bools(out.success)
+                    .await?
+                    .iter()
+                    .filter(|s| !**s)
+                    .count();
                 done += 1;
                 progress(done, total);
             }

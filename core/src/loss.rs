@@ -43,12 +43,18 @@ pub struct FocalLoss {
 impl FocalLoss {
     pub fn new(gamma: f32, alpha: Option<Vec<f32>>) -> Result<Self> {
         if !(gamma >= 0.0) || !gamma.is_finite() {
-            return Err(Error::invalid("focal loss", format!("gamma must be ≥ 0, got {gamma}")));
+            return Err(Error::invalid(
+                "focal loss",
+                format!("gamma must be ≥ 0, got {gamma}"),
+            ));
         }
         if let Some(a) = &alpha
             && a.iter().any(|v| !(*v >= 0.0) || !v.is_finite())
         {
-            return Err(Error::invalid("focal loss", "alpha weights must be finite and ≥ 0"));
+            return Err(Error::invalid(
+                "focal loss",
+                "alpha weights must be finite and ≥ 0",
+            ));
         }
         Ok(Self { gamma, alpha })
     }

@@ -33,7 +33,8 @@ impl Normalization {
         }
         let c = self.mean.len();
         let device = x.device();
-        let mean = Tensor::<4>::from_data(TensorData::new(self.mean.clone(), [1, c, 1, 1]), &device);
+        let mean =
+            Tensor::<4>::from_data(TensorData::new(self.mean.clone(), [1, c, 1, 1]), &device);
         let inv: Vec<f32> = self.std.iter().map(|s| 1.0 / s).collect();
         let inv = Tensor::<4>::from_data(TensorData::new(inv, [1, c, 1, 1]), &device);
         (x - mean) * inv
@@ -145,7 +146,11 @@ impl Cnn {
         let mut out = Vec::new();
         let mut push = |name: &str, t: TensorData| {
             let shape = t.shape().to_vec();
-            out.push((name.to_string(), shape, t.try_to_vec::<f32>().expect("f32 weights")));
+            out.push((
+                name.to_string(),
+                shape,
+                t.try_to_vec::<f32>().expect("f32 weights"),
+            ));
         };
         for (name, conv) in [("conv1", &self.conv1), ("conv2", &self.conv2)] {
             push(&format!("{name}.weight"), conv.weight.val().into_data());
@@ -155,7 +160,10 @@ impl Cnn {
         }
         // Burn stores linear weights as [in, out]; torch.nn.Linear as [out, in].
         for (name, fc) in [("fc1", &self.fc1), ("fc2", &self.fc2)] {
-            push(&format!("{name}.weight"), fc.weight.val().transpose().into_data());
+            push(
+                &format!("{name}.weight"),
+                fc.weight.val().transpose().into_data(),
+            );
             if let Some(b) = &fc.bias {
                 push(&format!("{name}.bias"), b.val().into_data());
             }

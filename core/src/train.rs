@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig, momentum::MomentumConfig, decay::WeightDecayConfig};
+use burn::optim::{
+    AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig,
+    momentum::MomentumConfig,
+};
 use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device, Tensor};
+use burn::tensor::{Bytes, Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::attack::pgd::StepSize;
@@ -25,7 +28,11 @@ pub enum Method {
     /// Clean inputs.
     Standard,
     /// Madry's PGD-AT: train on L∞ PGD examples (random start).
-    PgdAt { eps: f32, steps: usize, step_size: f32 },
+    PgdAt {
+        eps: f32,
+        steps: usize,
+        step_size: f32,
+    },
     /// "Fast AT": FGSM from a uniform random start with step `alpha`.
     FgsmRs { eps: f32, alpha: f32 },
 }
@@ -109,7 +116,11 @@ impl TrainConfig {
         }
         match &self.method {
             Method::Standard => {}
-            Method::PgdAt { eps, steps, step_size } => {
+            Method::PgdAt {
+                eps,
+                steps,
+                step_size,
+            } => {
                 if !(*eps > 0.0) || *steps == 0 || !(*step_size > 0.0) {
                     return bad("pgd-at needs eps > 0, steps ≥ 1 and step size > 0".into());
                 }
@@ -124,7 +135,8 @@ impl TrainConfig {
     }
 
     fn optimizer(&self) -> ModuleOptimizer {
-        let decay = (self.weight_decay > 0.0).then(|| WeightDecayConfig::new(self.weight_decay as f32));
+        let decay =
+            (self.weight_decay > 0.0).then(|| WeightDecayConfig::new(self.weight_decay as f32));
         match self.optimizer {
             OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
             OptimizerKind::Sgd => SgdConfig::new()
@@ -166,10 +178,20 @@ pub struct EpochMetrics {
 
 /// What the training loop reports as it goes.
 pub enum TrainEvent<'a> {
-    Start { epochs: usize, steps_per_epoch: usize, resumed_at: (usize, usize) },
-    Step { epoch: usize, step: usize, loss: f64 },
+    Start {
+        epochs: usize,
+        steps_per_epoch: usize,
+        resumed_at: (usize, usize),
+    },
+    Step {
+        epoch: usize,
+        step: usize,
+        loss: f64,
+    },
     Epoch(&'a EpochMetrics),
-    Checkpoint { path: &'a Path },
+    Checkpoint {
+        path: &'a Path,
+    },
 }
 
 /// Where and how often checkpoints are written.
@@ -212,20 +234,50 @@ struct Running {
     seconds: f64,
 }
 
-fn save_checkpoint(path: &Path, header: &CheckpointHeader, model: &Model, optim: &ModuleOptimizer) -> Result<()> {
+fn save_checkpoint(
+    path: &Path,
+    header: &CheckpointHeader,
+    model: &Model,
+    optim: &ModuleOptimizer,
+) -> Result<()> {
     let ck = |e: String| Error::Checkpoint(e);
-    let weights = model.clone().into_record().into_bytes().map_err(|e| ck(e.to_string()))?;
+    let weights = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| ck(e.to_string()))?;
     let optim = optim.into_bytes().map_err(|e| ck(e.to_string()))?;
     let header = serde_json::to_vec(header).map_err(|e| ck(e.to_string()))?;
-    crate::write_atomically(path, &seal(CHECKPOINT_MAGIC, CHECKPOINT_VERSION, &header, &[&weights, &optim]))
+    crate::write_atomically(
+        path,
+        &seal(
+            CHECKPOINT_MAGIC,
+            CHECKPOINT_VERSION,
+            &header,
+            &[&weights, &optim],
+        ),
+    )
 }
 
-fn load_checkpoint(path: &Path, device: &Device, fresh_optim: ModuleOptimizer) -> Result<(CheckpointHeader, Model, ModuleOptimizer)> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.into(), source })?;
-    let (header, sections) =
-        unseal(&bytes, CHECKPOINT_MAGIC, CHECKPOINT_VERSION, 2, "checkpoint").map_err(Error::Checkpoint)?;
-    let header: CheckpointHeader =
-        serde_json::from_slice(header).map_err(|e| Error::Checkpoint(format!("unreadable header: {e}")))?;
+fn load_checkpoint(
+    path: &Path,
+    device: &Device,
+    fresh_optim: ModuleOptimizer,
+) -> Result<(CheckpointHeader, Model, ModuleOptimizer)> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })?;
+    let (header, sections) = unseal(
+        &bytes,
+        CHECKPOINT_MAGIC,
+        CHECKPOINT_VERSION,
+        2,
+        "checkpoint",
+    )
+    .map_err(Error::Checkpoint)?;
+    let header: CheckpointHeader = serde_json::from_slice(header)
+        .map_err(|e| Error::Checkpoint(format!("unreadable header: {e}")))?;
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(sections[0].to_vec()))
         .map_err(|e| Error::Checkpoint(e.to_string()))?;
     let model = header
@@ -264,7 +316,11 @@ pub fn train(
     if train_set.shape() != model_config.input_shape() {
         return Err(Error::invalid(
             "training set",
-            format!("images are {:?}, the model takes {:?}", train_set.shape(), model_config.input_shape()),
+            format!(
+                "images are {:?}, the model takes {:?}",
+                train_set.shape(),
+                model_config.input_shape()
+            ),
         ));
     }
     let device = device.clone().autodiff();
@@ -280,13 +336,29 @@ pub fn train(
                 )));
             }
             optim = o;
-            (model, header.history, header.epoch, header.batch, header.running)
+            (
+                model,
+                header.history,
+                header.epoch,
+                header.batch,
+                header.running,
+            )
         }
-        None => (initial_model(model_config, config.seed, &device)?, Vec::new(), 0, 0, Running::default()),
+        None => (
+            initial_model(model_config, config.seed, &device)?,
+            Vec::new(),
+            0,
+            0,
+            Running::default(),
+        ),
     };
 
     let steps_per_epoch = train_set.len().div_ceil(config.batch_size);
-    on_event(TrainEvent::Start { epochs: config.epochs, steps_per_epoch, resumed_at: (start_epoch, start_batch) });
+    on_event(TrainEvent::Start {
+        epochs: config.epochs,
+        steps_per_epoch,
+        resumed_at: (start_epoch, start_batch),
+    });
     let mut steps_this_process = 0usize;
     let mut epoch = start_epoch;
     let mut first_batch = start_batch;
@@ -298,19 +370,19 @@ pub fn train(
             let (x, y) = train_set.batch(indices, &device);
             let eps = config.eps_at(epoch as f32 + b as f32 / steps_per_epoch as f32);
             let seed = step_seed(config.seed, epoch, b);
-            let inputs = adversarial_inputs(&config.method, &model, x, y.clone(), eps, seed)?;
-            let logits = model.forward(inputs);
-            let loss = cross_entropy(logits.clone(), y.clone());
-            let loss_value = loss.clone().into_scalar::<f32>() as f64;
-            let correct = logits.argmax(1).squeeze_dim::<1>(1).equal(y).int().sum().into_scalar::<i64>();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
+            let (next, loss_value, correct) =
+                train_step(&config.method, model, &mut optim, x, y, eps, lr, seed)?;
+            model = next;
 
             running.loss_sum += loss_value * indices.len() as f64;
-            running.correct += correct as usize;
+            running.correct += correct;
             running.seen += indices.len();
             steps_this_process += 1;
-            on_event(TrainEvent::Step { epoch, step: b, loss: loss_value });
+            on_event(TrainEvent::Step {
+                epoch,
+                step: b,
+                loss: loss_value,
+            });
 
             let next = (epoch, b + 1);
             if let Some(c) = checkpoint {
@@ -329,7 +401,11 @@ pub fn train(
                     on_event(TrainEvent::Checkpoint { path: &c.path });
                 }
                 if c.stop_after_steps.is_some_and(|s| steps_this_process >= s) {
-                    return Ok(Trained { model, history, completed: false });
+                    return Ok(Trained {
+                        model,
+                        history,
+                        completed: false,
+                    });
                 }
             }
         }
@@ -364,7 +440,45 @@ pub fn train(
             on_event(TrainEvent::Checkpoint { path: &c.path });
         }
     }
-    Ok(Trained { model, history, completed: true })
+    Ok(Trained {
+        model,
+        history,
+        completed: true,
+    })
+}
+
+/// The optimiser a recipe asks for.
+pub fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
+    config.optimizer()
+}
+
+/// One optimisation step: builds the method's inputs for the batch (at budget `eps`), takes
+/// the cross-entropy gradient and updates the model. Returns the model, the batch's mean loss
+/// and its number of correct predictions. `model` and `x` must be on an autodiff device.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step(
+    method: &Method,
+    model: Model,
+    optim: &mut ModuleOptimizer,
+    x: Tensor<4>,
+    y: Tensor<1, Int>,
+    eps: f32,
+    lr: f64,
+    seed: u64,
+) -> Result<(Model, f64, usize)> {
+    let inputs = adversarial_inputs(method, &model, x, y.clone(), eps, seed)?;
+    let logits = model.forward(inputs);
+    let loss = cross_entropy(logits.clone(), y.clone());
+    let loss_value = loss.clone().into_scalar::<f32>() as f64;
+    let correct = logits
+        .argmax(1)
+        .squeeze_dim::<1>(1)
+        .equal(y)
+        .int()
+        .sum()
+        .into_scalar::<i64>();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    Ok((optim.step(lr, model, grads), loss_value, correct as usize))
 }
 
 /// The inputs one training step sees under `method`.
@@ -372,7 +486,7 @@ fn adversarial_inputs(
     method: &Method,
     model: &Model,
     x: Tensor<4>,
-    y: burn::tensor::Tensor<1, burn::tensor::Int>,
+    y: Tensor<1, Int>,
     eps: f32,
     seed: u64,
 ) -> Result<Tensor<4>> {
@@ -380,7 +494,9 @@ fn adversarial_inputs(
     let attack = match method {
         Method::Standard => return Ok(x),
         _ if eps <= 0.0 => return Ok(x),
-        Method::PgdAt { steps, step_size, .. } => PgdConfig {
+        Method::PgdAt {
+            steps, step_size, ..
+        } => PgdConfig {
             step_size: StepSize::Absolute(*step_size),
             ..PgdConfig::new(Norm::Linf, *steps)
         },
@@ -391,7 +507,10 @@ fn adversarial_inputs(
         },
     }
     .init()?;
-    Ok(attack.run(model, x, y, &vec![eps; n], seed)?.adversarial.detach())
+    Ok(attack
+        .run(model, x, y, &vec![eps; n], seed)?
+        .adversarial
+        .detach())
 }
 
 /// Clean accuracy with synchronous reads (native training only).
@@ -402,7 +521,14 @@ fn clean_accuracy_sync(model: &Model, data: &ImageDataset, batch: usize, device:
     let idx: Vec<usize> = (0..data.len()).collect();
     for chunk in idx.chunks(batch) {
         let (x, y) = data.batch(chunk, &device);
-        correct += model.forward(x).argmax(1).squeeze_dim::<1>(1).equal(y).int().sum().into_scalar::<i64>();
+        correct += model
+            .forward(x)
+            .argmax(1)
+            .squeeze_dim::<1>(1)
+            .equal(y)
+            .int()
+            .sum()
+            .into_scalar::<i64>();
     }
     correct as f64 / data.len().max(1) as f64
 }

@@ -31,7 +31,15 @@ fn eps_zero_returns_the_input() {
     let x = images(4, 7, &device);
     for c in configs() {
         let attack = c.clone().init().unwrap();
-        let out = attack.run(&model, x.clone(), labels(&[0, 1, 2, 0], &device), &[0.0; 4], 3).unwrap();
+        let out = attack
+            .run(
+                &model,
+                x.clone(),
+                labels(&[0, 1, 2, 0], &device),
+                &[0.0; 4],
+                3,
+            )
+            .unwrap();
         assert_eq!(to_vec(out.adversarial), to_vec(x.clone()), "{c:?}");
     }
 }
@@ -45,11 +53,24 @@ fn outputs_stay_in_the_box_and_the_ball_and_input_is_untouched() {
     let eps = [0.05, 0.1, 0.3, 0.5, 1.0, 2.0];
     for c in configs() {
         let attack = c.clone().init().unwrap();
-        let out = attack.run(&model, x.clone(), labels(&[0, 1, 2, 0, 1, 2], &device), &eps, 5).unwrap();
+        let out = attack
+            .run(
+                &model,
+                x.clone(),
+                labels(&[0, 1, 2, 0, 1, 2], &device),
+                &eps,
+                5,
+            )
+            .unwrap();
         let adv = to_vec(out.adversarial);
-        assert!(adv.iter().all(|v| (0.0..=1.0).contains(v)), "{c:?} left [0,1]");
+        assert!(
+            adv.iter().all(|v| (0.0..=1.0).contains(v)),
+            "{c:?} left [0,1]"
+        );
         for (i, e) in eps.iter().enumerate() {
-            let d: Vec<f32> = (0..64).map(|j| adv[i * 64 + j] - before[i * 64 + j]).collect();
+            let d: Vec<f32> = (0..64)
+                .map(|j| adv[i * 64 + j] - before[i * 64 + j])
+                .collect();
             let size = match c.norm {
                 Norm::Linf => d.iter().fold(0f32, |m, v| m.max(v.abs())),
                 Norm::L2 => d.iter().map(|v| v * v).sum::<f32>().sqrt(),
@@ -70,10 +91,20 @@ fn a_batch_equals_its_items_one_by_one() {
     let mut c = PgdConfig::new(Norm::Linf, 5);
     c.random_start = false;
     let attack = c.init().unwrap();
-    let batch = to_vec(attack.run(&model, x.clone(), labels(&y, &device), &eps, 0).unwrap().adversarial);
+    let batch = to_vec(
+        attack
+            .run(&model, x.clone(), labels(&y, &device), &eps, 0)
+            .unwrap()
+            .adversarial,
+    );
     for i in 0..3 {
         let xi = x.clone().slice([i..i + 1]);
-        let one = to_vec(attack.run(&model, xi, labels(&y[i..i + 1], &device), &eps[i..i + 1], 0).unwrap().adversarial);
+        let one = to_vec(
+            attack
+                .run(&model, xi, labels(&y[i..i + 1], &device), &eps[i..i + 1], 0)
+                .unwrap()
+                .adversarial,
+        );
         for (a, b) in one.iter().zip(&batch[i * 64..(i + 1) * 64]) {
             assert!((a - b).abs() < 1e-5, "item {i}: {a} vs {b}");
         }
@@ -90,7 +121,8 @@ fn input_gradient_matches_finite_differences() {
         let g = to_vec(input_gradient(&model, x.clone(), y.clone(), loss, false));
         let f = |t: Tensor<4>| -> f64 {
             let logits = model.forward(t);
-            let v = rampart_core::attack::objective_per_sample(logits, y.clone(), loss, false).sum();
+            let v =
+                rampart_core::attack::objective_per_sample(logits, y.clone(), loss, false).sum();
             v.into_scalar::<f32>() as f64
         };
         let base = to_vec(x.clone());
@@ -101,10 +133,16 @@ fn input_gradient_matches_finite_differences() {
             plus[j] += h;
             let mut minus = base.clone();
             minus[j] -= h;
-            let t = |v: Vec<f32>| Tensor::<4>::from_data(burn::tensor::TensorData::new(v, [2, 1, 8, 8]), &device);
+            let t = |v: Vec<f32>| {
+                Tensor::<4>::from_data(burn::tensor::TensorData::new(v, [2, 1, 8, 8]), &device)
+            };
             let fd = (f(t(plus)) - f(t(minus))) / (2.0 * h as f64);
             let tol = 2e-3 + 2e-2 * fd.abs();
-            assert!((fd - g[j] as f64).abs() < tol, "{loss:?} coordinate {j}: finite difference {fd}, autodiff {}", g[j]);
+            assert!(
+                (fd - g[j] as f64).abs() < tol,
+                "{loss:?} coordinate {j}: finite difference {fd}, autodiff {}",
+                g[j]
+            );
         }
     }
 }
@@ -115,10 +153,32 @@ fn bad_arguments_are_errors() {
     let model = tiny_model(5);
     let x = images(2, 1, &device);
     let attack = PgdConfig::new(Norm::Linf, 3).init().unwrap();
-    assert!(attack.run(&model, x.clone(), labels(&[0, 1], &device), &[0.1], 0).is_err());
-    assert!(attack.run(&model, x.clone(), labels(&[0, 1], &device), &[0.1, -0.1], 0).is_err());
-    assert!(attack.run(&model, x.clone(), labels(&[0, 1], &device), &[0.1, f32::NAN], 0).is_err());
-    assert!(attack.run(&model, x, labels(&[0], &device), &[0.1, 0.1], 0).is_err());
+    assert!(
+        attack
+            .run(&model, x.clone(), labels(&[0, 1], &device), &[0.1], 0)
+            .is_err()
+    );
+    assert!(
+        attack
+            .run(&model, x.clone(), labels(&[0, 1], &device), &[0.1, -0.1], 0)
+            .is_err()
+    );
+    assert!(
+        attack
+            .run(
+                &model,
+                x.clone(),
+                labels(&[0, 1], &device),
+                &[0.1, f32::NAN],
+                0
+            )
+            .is_err()
+    );
+    assert!(
+        attack
+            .run(&model, x, labels(&[0], &device), &[0.1, 0.1], 0)
+            .is_err()
+    );
     let mut c = PgdConfig::new(Norm::Linf, 3);
     c.step_size = StepSize::Absolute(0.0);
     assert!(c.init().is_err());
@@ -136,5 +196,8 @@ fn freezing_a_clone_leaves_the_original_trainable() {
     let loss = rampart_core::loss::cross_entropy(model.forward(x), labels(&[0, 1], &device));
     let grads = loss.backward();
     let rampart_core::model::Model::Cnn(cnn) = &model;
-    assert!(cnn.fc2.weight.val().grad(&grads).is_some(), "original lost its gradients");
+    assert!(
+        cnn.fc2.weight.val().grad(&grads).is_some(),
+        "original lost its gradients"
+    );
 }

@@ -20,7 +20,9 @@ fn header(model: ModelConfig) -> BundleHeader {
 }
 
 fn bytes() -> Vec<u8> {
-    Bundle::new(&tiny_model(1), header(tiny_config(3))).unwrap().to_bytes()
+    Bundle::new(&tiny_model(1), header(tiny_config(3)))
+        .unwrap()
+        .to_bytes()
 }
 
 fn reseal(mut body: Vec<u8>) -> Vec<u8> {
@@ -62,7 +64,10 @@ fn damage_is_a_typed_error() {
     for (what, b) in cases {
         match Bundle::from_bytes(&b) {
             Err(Error::Bundle(msg)) => assert!(!msg.is_empty(), "{what}"),
-            other => panic!("{what}: expected a bundle error, got {:?}", other.map(|_| ())),
+            other => panic!(
+                "{what}: expected a bundle error, got {:?}",
+                other.map(|_| ())
+            ),
         }
     }
 }
@@ -74,12 +79,18 @@ fn wrong_architecture_is_an_error() {
     let b = Bundle::new(&tiny_model(1), header(wider)).unwrap();
     let b = Bundle::from_bytes(&b.to_bytes()).unwrap();
     let err = b.model(&cpu()).unwrap_err();
-    assert!(matches!(err, Error::Bundle(ref m) if m.contains("architecture")), "{err}");
+    assert!(
+        matches!(err, Error::Bundle(ref m) if m.contains("architecture")),
+        "{err}"
+    );
 }
 
 #[test]
 fn class_names_must_match_the_model() {
     let mut h = header(tiny_config(3));
     h.class_names.pop();
-    assert!(matches!(Bundle::new(&tiny_model(1), h), Err(Error::Bundle(_))));
+    assert!(matches!(
+        Bundle::new(&tiny_model(1), h),
+        Err(Error::Bundle(_))
+    ));
 }

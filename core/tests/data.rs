@@ -33,9 +33,15 @@ fn write_mnist(dir: &Path, images: &[u8], labels: &[u8], zipped: bool) {
     let d = dir.join("mnist");
     std::fs::create_dir_all(&d).unwrap();
     let (img, lab) = if zipped {
-        (d.join("t10k-images-idx3-ubyte.gz"), d.join("t10k-labels-idx1-ubyte.gz"))
+        (
+            d.join("t10k-images-idx3-ubyte.gz"),
+            d.join("t10k-labels-idx1-ubyte.gz"),
+        )
     } else {
-        (d.join("t10k-images-idx3-ubyte"), d.join("t10k-labels-idx1-ubyte"))
+        (
+            d.join("t10k-images-idx3-ubyte"),
+            d.join("t10k-labels-idx1-ubyte"),
+        )
     };
     std::fs::write(img, if zipped { gz(images) } else { images.to_vec() }).unwrap();
     std::fs::write(lab, if zipped { gz(labels) } else { labels.to_vec() }).unwrap();
@@ -45,12 +51,20 @@ fn write_mnist(dir: &Path, images: &[u8], labels: &[u8], zipped: bool) {
 fn reads_plain_and_gzipped_idx() {
     for zipped in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        write_mnist(dir.path(), &idx_images(3, 2, 2, |i| (i * 20) as u8), &idx_labels(&[7, 0, 9]), zipped);
+        write_mnist(
+            dir.path(),
+            &idx_images(3, 2, 2, |i| (i * 20) as u8),
+            &idx_labels(&[7, 0, 9]),
+            zipped,
+        );
         let d = data::load(DatasetKind::Mnist, dir.path(), Split::Test).unwrap();
         assert_eq!(d.len(), 3);
         assert_eq!(d.shape(), [1, 2, 2]);
         assert_eq!(d.labels, vec![7, 0, 9]);
-        assert_eq!(d.image(1), &[80.0 / 255.0, 100.0 / 255.0, 120.0 / 255.0, 140.0 / 255.0]);
+        assert_eq!(
+            d.image(1),
+            &[80.0 / 255.0, 100.0 / 255.0, 120.0 / 255.0, 140.0 / 255.0]
+        );
     }
 }
 
@@ -59,14 +73,39 @@ fn damaged_idx_files_get_their_own_errors() {
     let good_images = idx_images(3, 2, 2, |_| 1);
     let good_labels = idx_labels(&[1, 2, 3]);
     let cases: Vec<(Vec<u8>, Vec<u8>, fn(&Error) -> bool)> = vec![
-        (vec![0, 0, 8, 2, 0, 0, 0, 0], good_labels.clone(), |e| matches!(e, Error::BadMagic { .. })),
-        (good_images.clone(), idx_images(3, 1, 1, |_| 0), |e| matches!(e, Error::BadMagic { .. })),
-        (good_images[..good_images.len() - 1].to_vec(), good_labels.clone(), |e| matches!(e, Error::Truncated { .. })),
-        (good_images[..10].to_vec(), good_labels.clone(), |e| matches!(e, Error::Truncated { .. })),
-        (good_images.clone(), good_labels[..9].to_vec(), |e| matches!(e, Error::Truncated { .. })),
-        (good_images.clone(), idx_labels(&[1, 2]), |e| matches!(e, Error::CountMismatch { .. })),
-        (good_images.clone(), idx_labels(&[1, 10, 2]), |e| matches!(e, Error::LabelOutOfRange { index: 1, label: 10, .. })),
-        (gz(&good_images)[..20].to_vec(), good_labels.clone(), |e| matches!(e, Error::Invalid { .. })),
+        (vec![0, 0, 8, 2, 0, 0, 0, 0], good_labels.clone(), |e| {
+            matches!(e, Error::BadMagic { .. })
+        }),
+        (good_images.clone(), idx_images(3, 1, 1, |_| 0), |e| {
+            matches!(e, Error::BadMagic { .. })
+        }),
+        (
+            good_images[..good_images.len() - 1].to_vec(),
+            good_labels.clone(),
+            |e| matches!(e, Error::Truncated { .. }),
+        ),
+        (good_images[..10].to_vec(), good_labels.clone(), |e| {
+            matches!(e, Error::Truncated { .. })
+        }),
+        (good_images.clone(), good_labels[..9].to_vec(), |e| {
+            matches!(e, Error::Truncated { .. })
+        }),
+        (good_images.clone(), idx_labels(&[1, 2]), |e| {
+            matches!(e, Error::CountMismatch { .. })
+        }),
+        (good_images.clone(), idx_labels(&[1, 10, 2]), |e| {
+            matches!(
+                e,
+                Error::LabelOutOfRange {
+                    index: 1,
+                    label: 10,
+                    ..
+                }
+            )
+        }),
+        (gz(&good_images)[..20].to_vec(), good_labels.clone(), |e| {
+            matches!(e, Error::Invalid { .. })
+        }),
     ];
     for (i, (images, labels, expected)) in cases.into_iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
@@ -107,17 +146,30 @@ fn reads_cifar10_binary_layout() {
     assert_eq!(set.image(1)[1024], ((7 + 1024) % 256) as f32 / 255.0);
 
     std::fs::write(d.join("test_batch.bin"), &cifar_records(&[3, 9])[..5000]).unwrap();
-    assert!(matches!(data::load(DatasetKind::Cifar10, dir.path(), Split::Test), Err(Error::Truncated { .. })));
+    assert!(matches!(
+        data::load(DatasetKind::Cifar10, dir.path(), Split::Test),
+        Err(Error::Truncated { .. })
+    ));
     std::fs::write(d.join("test_batch.bin"), cifar_records(&[3, 12])).unwrap();
     assert!(matches!(
         data::load(DatasetKind::Cifar10, dir.path(), Split::Test),
-        Err(Error::LabelOutOfRange { index: 1, label: 12, .. })
+        Err(Error::LabelOutOfRange {
+            index: 1,
+            label: 12,
+            ..
+        })
     ));
 }
 
 #[test]
 fn epoch_batches_are_a_seeded_permutation() {
-    let set = rampart_core::data::ImageDataset::new(vec![0.5; 10 * 4], (0..10).map(|i| i % 2).collect(), [1, 2, 2], vec!["a".into(), "b".into()]).unwrap();
+    let set = rampart_core::data::ImageDataset::new(
+        vec![0.5; 10 * 4],
+        (0..10).map(|i| i % 2).collect(),
+        [1, 2, 2],
+        vec!["a".into(), "b".into()],
+    )
+    .unwrap();
     let a = set.epoch_batches(3, 1, 0);
     assert_eq!(a, set.epoch_batches(3, 1, 0));
     assert_ne!(a, set.epoch_batches(3, 1, 1));

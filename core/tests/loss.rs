@@ -5,10 +5,14 @@ mod common;
 
 use burn::tensor::{Tensor, TensorData};
 use common::*;
-use rampart_core::loss::{FocalLoss, cross_entropy, cross_entropy_per_sample, cw_margin_per_sample};
+use rampart_core::loss::{
+    FocalLoss, cross_entropy, cross_entropy_per_sample, cw_margin_per_sample,
+};
 
 fn logits() -> Tensor<2> {
-    let v = vec![2.0f32, -1.0, 0.5, 0.1, 0.2, 0.3, -3.0, 4.0, 1.0, 10.0, -10.0, 0.0];
+    let v = vec![
+        2.0f32, -1.0, 0.5, 0.1, 0.2, 0.3, -3.0, 4.0, 1.0, 10.0, -10.0, 0.0,
+    ];
     Tensor::from_data(TensorData::new(v, [4, 3]), &cpu())
 }
 
@@ -18,7 +22,10 @@ fn targets() -> burn::tensor::Tensor<1, burn::tensor::Int> {
 
 fn close(got: Vec<f32>, want: &[f64]) {
     for (g, w) in got.iter().zip(want) {
-        assert!(((*g as f64) - w).abs() <= 1e-5 + 1e-4 * w.abs(), "got {got:?}, want {want:?}");
+        assert!(
+            ((*g as f64) - w).abs() <= 1e-5 + 1e-4 * w.abs(),
+            "got {got:?}, want {want:?}"
+        );
     }
 }
 
@@ -33,20 +40,32 @@ fn cross_entropy_matches_pytorch() {
 #[test]
 fn focal_loss_matches_pytorch() {
     let g2 = FocalLoss::new(2.0, None).unwrap();
-    close(to_vec(g2.per_sample(logits(), targets())), &[0.01109275, 0.4012577, 7.03722474, 20.00004532]);
+    close(
+        to_vec(g2.per_sample(logits(), targets())),
+        &[0.01109275, 0.4012577, 7.03722474, 20.00004532],
+    );
     let weighted = FocalLoss::new(0.5, Some(vec![0.25, 1.0, 2.0])).unwrap();
-    close(to_vec(weighted.per_sample(logits(), targets())), &[0.027934, 1.59410914, 1.76159898, 20.00004538]);
+    close(
+        to_vec(weighted.per_sample(logits(), targets())),
+        &[0.027934, 1.59410914, 1.76159898, 20.00004538],
+    );
 }
 
 #[test]
 fn focal_with_gamma_zero_is_cross_entropy() {
     let g0 = FocalLoss::new(0.0, None).unwrap();
-    close(to_vec(g0.per_sample(logits(), targets())), &[0.2413113, 1.00194285, 7.04945561, 20.0000454]);
+    close(
+        to_vec(g0.per_sample(logits(), targets())),
+        &[0.2413113, 1.00194285, 7.04945561, 20.0000454],
+    );
 }
 
 #[test]
 fn cw_margin_matches_pytorch() {
-    close(to_vec(cw_margin_per_sample(logits(), targets())), &[-1.5, -0.1, 7.0, 20.0]);
+    close(
+        to_vec(cw_margin_per_sample(logits(), targets())),
+        &[-1.5, -0.1, 7.0, 20.0],
+    );
 }
 
 #[test]

@@ -7,7 +7,10 @@ use anyhow::{Context, Result, bail};
 fn to_bytes(pixels: &[f32], [c, h, w]: [usize; 3]) -> Result<(Vec<u8>, png::ColorType)> {
     let q = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
     match c {
-        1 => Ok((pixels.iter().map(|&v| q(v)).collect(), png::ColorType::Grayscale)),
+        1 => Ok((
+            pixels.iter().map(|&v| q(v)).collect(),
+            png::ColorType::Grayscale,
+        )),
         3 => {
             let plane = h * w;
             let mut out = Vec::with_capacity(3 * plane);
@@ -32,7 +35,8 @@ pub fn write_png(path: &Path, pixels: &[f32], shape: [usize; 3]) -> Result<()> {
         let mut writer = enc.write_header()?;
         writer.write_image_data(&bytes)?;
     }
-    rampart_core::write_atomically(path, &buf).with_context(|| format!("writing {}", path.display()))
+    rampart_core::write_atomically(path, &buf)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// The perturbation, magnified so its largest entry spans the range: grey is zero.

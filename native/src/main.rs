@@ -15,12 +15,18 @@ use rampart_core::bundle::{Bundle, BundleHeader};
 use rampart_core::data::{self, DatasetKind, ImageDataset, Split};
 use rampart_core::eval::{EvalReport, evaluate};
 use rampart_core::model::{CnnConfig, ModelConfig};
-use rampart_core::train::{CheckpointOptions, Method, OptimizerKind, TrainConfig, TrainEvent, train};
+use rampart_core::train::{
+    CheckpointOptions, Method, OptimizerKind, TrainConfig, TrainEvent, train,
+};
 
 use crate::device::DeviceChoice;
 
 #[derive(Parser)]
-#[command(name = "rampart", version, about = "Robust classifiers: train, evaluate, attack, inspect, export")]
+#[command(
+    name = "rampart",
+    version,
+    about = "Robust classifiers: train, evaluate, attack, inspect, export"
+)]
 struct Cli {
     /// Compute device.
     #[arg(long, global = true, value_enum, default_value_t = DeviceChoice::Cpu)]
@@ -48,6 +54,25 @@ enum Command {
     Predict(PredictArgs),
     /// Write test images as JSON (for the demo page and browser tests).
     Samples(SamplesArgs),
+    /// Time adversarial-training steps (bench/at_step.sh compares them with PyTorch).
+    BenchStep(BenchStepArgs),
+}
+
+#[derive(Args)]
+struct BenchStepArgs {
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// PGD steps per training step (0: standard training).
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    #[arg(long, value_delimiter = ',', default_value = "32,64")]
+    conv: Vec<usize>,
+    #[arg(long, default_value_t = 1024)]
+    hidden: usize,
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
 }
 
 #[derive(Args)]
@@ -286,22 +311,30 @@ fn run(cli: Cli) -> Result<()> {
         Command::Export(a) => cmd_export(a, cli.device),
         Command::Predict(a) => cmd_predict(a, cli.device, &data_dir),
         Command::Samples(a) => cmd_samples(a, &data_dir),
+        Command::BenchStep(a) => cmd_bench_step(a, cli.device, &data_dir),
     }
 }
 
 fn load_split(dataset: &str, data_dir: &Path, split: Split) -> Result<(DatasetKind, ImageDataset)> {
     let kind = DatasetKind::parse(dataset)?;
-    let set = data::load(kind, data_dir, split)
-        .with_context(|| format!("loading {} ({split:?}) from {}", kind.name(), data_dir.display()))?;
+    let set = data::load(kind, data_dir, split).with_context(|| {
+        format!(
+            "loading {} ({split:?}) from {}",
+            kind.name(),
+            data_dir.display()
+        )
+    })?;
     Ok((kind, set))
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
-        ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg:>10} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     pb.set_message(what.to_string());
     pb
@@ -314,7 +347,11 @@ fn cmd_train(a: TrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> 
         None => full,
     };
     if a.val_size >= full.len() {
-        bail!("--val-size {} leaves no training data ({} images)", a.val_size, full.len());
+        bail!(
+            "--val-size {} leaves no training data ({} images)",
+            a.val_size,
+            full.len()
+        );
     }
     let (train_set, val_set) = full.split_off(a.val_size, a.seed ^ 0x5eed);
     let method = match a.method {
@@ -324,7 +361,10 @@ fn cmd_train(a: TrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> 
             steps: a.steps,
             step_size: a.step_size.unwrap_or(2.5 * a.eps / a.steps.max(1) as f32),
         },
-        MethodArg::FgsmRs => Method::FgsmRs { eps: a.eps, alpha: a.alpha.unwrap_or(1.25 * a.eps) },
+        MethodArg::FgsmRs => Method::FgsmRs {
+            eps: a.eps,
+            alpha: a.alpha.unwrap_or(1.25 * a.eps),
+        },
     };
     let config = TrainConfig {
         method,
@@ -348,11 +388,15 @@ fn cmd_train(a: TrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> 
         bail!("--conv takes two widths, e.g. 32,64");
     }
     let model_config = ModelConfig::Cnn(
-        CnnConfig::madry(c, h, w, train_set.num_classes()).with_widths([a.conv[0], a.conv[1]], a.hidden),
+        CnnConfig::madry(c, h, w, train_set.num_classes())
+            .with_widths([a.conv[0], a.conv[1]], a.hidden),
     );
     let dev = device.init()?;
     let checkpoint = CheckpointOptions {
-        path: a.checkpoint.clone().unwrap_or_else(|| a.out.with_extension("ckpt")),
+        path: a
+            .checkpoint
+            .clone()
+            .unwrap_or_else(|| a.out.with_extension("ckpt")),
         resume: a.resume,
         stop_after_steps: a.stop_after_steps,
     };
@@ -361,36 +405,52 @@ fn cmd_train(a: TrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> 
     }
     let mut pb: Option<ProgressBar> = None;
     let quiet = a.json;
-    let trained = train(&model_config, &config, &train_set, Some(&val_set), &dev, Some(&checkpoint), &mut |e| match e {
-        TrainEvent::Start { epochs, steps_per_epoch, resumed_at } => {
-            if resumed_at != (0, 0) && !quiet {
-                eprintln!("resuming at epoch {} step {}", resumed_at.0 + 1, resumed_at.1);
+    let trained = train(
+        &model_config,
+        &config,
+        &train_set,
+        Some(&val_set),
+        &dev,
+        Some(&checkpoint),
+        &mut |e| match e {
+            TrainEvent::Start {
+                epochs,
+                steps_per_epoch,
+                resumed_at,
+            } => {
+                if resumed_at != (0, 0) && !quiet {
+                    eprintln!(
+                        "resuming at epoch {} step {}",
+                        resumed_at.0 + 1,
+                        resumed_at.1
+                    );
+                }
+                let p = bar((epochs * steps_per_epoch) as u64, "train");
+                p.set_position((resumed_at.0 * steps_per_epoch + resumed_at.1) as u64);
+                pb = Some(p);
             }
-            let p = bar((epochs * steps_per_epoch) as u64, "train");
-            p.set_position((resumed_at.0 * steps_per_epoch + resumed_at.1) as u64);
-            pb = Some(p);
-        }
-        TrainEvent::Step { loss, .. } => {
-            if let Some(p) = &pb {
-                p.inc(1);
-                p.set_message(format!("loss {loss:.3}"));
+            TrainEvent::Step { loss, .. } => {
+                if let Some(p) = &pb {
+                    p.inc(1);
+                    p.set_message(format!("loss {loss:.3}"));
+                }
             }
-        }
-        TrainEvent::Epoch(m) => {
-            if let Some(p) = &pb {
-                p.println(format!(
-                    "epoch {:>3}  lr {:.1e}  loss {:.4}  train acc {:.4}  val acc {}  {:.0}s",
-                    m.epoch + 1,
-                    m.lr,
-                    m.train_loss,
-                    m.train_accuracy,
-                    m.val_accuracy.map_or("-".into(), |v| format!("{v:.4}")),
-                    m.seconds
-                ));
+            TrainEvent::Epoch(m) => {
+                if let Some(p) = &pb {
+                    p.println(format!(
+                        "epoch {:>3}  lr {:.1e}  loss {:.4}  train acc {:.4}  val acc {}  {:.0}s",
+                        m.epoch + 1,
+                        m.lr,
+                        m.train_loss,
+                        m.train_accuracy,
+                        m.val_accuracy.map_or("-".into(), |v| format!("{v:.4}")),
+                        m.seconds
+                    ));
+                }
             }
-        }
-        TrainEvent::Checkpoint { .. } => {}
-    })?;
+            TrainEvent::Checkpoint { .. } => {}
+        },
+    )?;
     if let Some(p) = &pb {
         p.finish_and_clear();
     }
@@ -409,7 +469,16 @@ fn cmd_train(a: TrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> 
         let (_, test) = load_split(&a.dataset, data_dir, Split::Test)?;
         let test = test.take(a.test_size);
         let p = bar(test.len().div_ceil(500) as u64, "test");
-        let report = pollster::block_on(evaluate(&trained.model, &test, &[], &[], 500, &dev.without_autodiff(), 0, &mut |d, _| p.set_position(d as u64)))?;
+        let report = pollster::block_on(evaluate(
+            &trained.model,
+            &test,
+            &[],
+            &[],
+            500,
+            &dev.without_autodiff(),
+            0,
+            &mut |d, _| p.set_position(d as u64),
+        ))?;
         p.finish_and_clear();
         metrics["test_clean_accuracy"] = report.clean_accuracy.into();
         metrics["test_samples"] = report.samples.into();
@@ -424,7 +493,10 @@ fn cmd_train(a: TrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> 
     };
     Bundle::new(&trained.model, header)?.save(&a.out)?;
     let metrics_path = a.metrics.unwrap_or_else(|| a.out.with_extension("json"));
-    rampart_core::write_atomically(&metrics_path, serde_json::to_string_pretty(&metrics)?.as_bytes())?;
+    rampart_core::write_atomically(
+        &metrics_path,
+        serde_json::to_string_pretty(&metrics)?.as_bytes(),
+    )?;
     std::fs::remove_file(&checkpoint.path).ok();
     if a.json {
         println!("{}", serde_json::to_string(&metrics)?);
@@ -468,7 +540,11 @@ fn load_bundle_and_test(bundle: &Path, data_dir: &Path) -> Result<(Bundle, Image
     let b = Bundle::load(bundle).with_context(|| format!("loading bundle {}", bundle.display()))?;
     let (_, test) = load_split(&b.header.dataset, data_dir, Split::Test)?;
     if test.shape() != b.header.model.input_shape() {
-        bail!("the bundle's model takes {:?} images, the test set has {:?}", b.header.model.input_shape(), test.shape());
+        bail!(
+            "the bundle's model takes {:?} images, the test set has {:?}",
+            b.header.model.input_shape(),
+            test.shape()
+        );
     }
     Ok((b, test))
 }
@@ -487,7 +563,16 @@ fn cmd_eval(a: EvalArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
     if a.json {
         pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let report: EvalReport = pollster::block_on(evaluate(&model, &test, &attacks, &a.eps, a.batch_size, &dev, a.attack.seed, &mut |d, _| pb.set_position(d as u64)))?;
+    let report: EvalReport = pollster::block_on(evaluate(
+        &model,
+        &test,
+        &attacks,
+        &a.eps,
+        a.batch_size,
+        &dev,
+        a.attack.seed,
+        &mut |d, _| pb.set_position(d as u64),
+    ))?;
     pb.finish_and_clear();
     let json = serde_json::to_string(&report)?;
     if let Some(out) = &a.out {
@@ -498,9 +583,15 @@ fn cmd_eval(a: EvalArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
     } else {
         println!("samples         {}", report.samples);
         println!("clean accuracy  {:.4}", report.clean_accuracy);
-        println!("{:<10} {:>6} {:>6} {:>9} {:>9}", "attack", "eps", "steps", "restarts", "accuracy");
+        println!(
+            "{:<10} {:>6} {:>6} {:>9} {:>9}",
+            "attack", "eps", "steps", "restarts", "accuracy"
+        );
         for r in &report.robust {
-            println!("{:<10} {:>6} {:>6} {:>9} {:>9.4}", r.attack, r.eps, r.steps, r.restarts, r.accuracy);
+            println!(
+                "{:<10} {:>6} {:>6} {:>9} {:>9.4}",
+                r.attack, r.eps, r.steps, r.restarts, r.accuracy
+            );
         }
     }
     Ok(())
@@ -509,7 +600,11 @@ fn cmd_eval(a: EvalArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
 fn cmd_attack(a: AttackArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
     let (bundle, test) = load_bundle_and_test(&a.bundle, data_dir)?;
     if a.index >= test.len() {
-        bail!("--index {} is out of range: the test set has {} images", a.index, test.len());
+        bail!(
+            "--index {} is out of range: the test set has {} images",
+            a.index,
+            test.len()
+        );
     }
     if a.attack.attack.len() != 1 {
         bail!("attack takes exactly one --attack");
@@ -525,7 +620,10 @@ fn cmd_attack(a: AttackArgs, device: DeviceChoice, data_dir: &Path) -> Result<()
     let model = bundle.model(&dev)?;
     let (x, y) = test.batch(&[a.index], &dev);
     let labels = match a.target {
-        Some(t) => burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(vec![t as i64], [1]), &dev),
+        Some(t) => burn::tensor::Tensor::from_data(
+            burn::tensor::TensorData::new(vec![t as i64], [1]),
+            &dev,
+        ),
         None => y,
     };
     let out = attack.run(&model, x.clone(), labels, &[a.eps], a.attack.seed)?;
@@ -537,15 +635,38 @@ fn cmd_attack(a: AttackArgs, device: DeviceChoice, data_dir: &Path) -> Result<()
     };
     let before = probs(x.clone());
     let after = probs(out.adversarial.clone());
-    let argmax = |p: &[f32]| p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
+    let argmax = |p: &[f32]| {
+        p.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i)
+            .unwrap_or(0)
+    };
     let clean: Vec<f32> = x.into_data().try_to_vec::<f32>().expect("f32");
-    let adv: Vec<f32> = out.adversarial.into_data().try_to_vec::<f32>().expect("f32");
+    let adv: Vec<f32> = out
+        .adversarial
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32");
     let shape = test.shape();
     image::write_png(&a.out, &adv, shape)?;
     let stem = a.out.with_extension("");
-    image::write_png(&PathBuf::from(format!("{}-clean.png", stem.display())), &clean, shape)?;
-    image::write_delta_png(&PathBuf::from(format!("{}-delta.png", stem.display())), &clean, &adv, shape)?;
-    let linf = clean.iter().zip(&adv).map(|(c, a)| (a - c).abs()).fold(0f32, f32::max);
+    image::write_png(
+        &PathBuf::from(format!("{}-clean.png", stem.display())),
+        &clean,
+        shape,
+    )?;
+    image::write_delta_png(
+        &PathBuf::from(format!("{}-delta.png", stem.display())),
+        &clean,
+        &adv,
+        shape,
+    )?;
+    let linf = clean
+        .iter()
+        .zip(&adv)
+        .map(|(c, a)| (a - c).abs())
+        .fold(0f32, f32::max);
     let names = &bundle.header.class_names;
     let result = serde_json::json!({
         "index": a.index,
@@ -567,15 +688,26 @@ fn cmd_attack(a: AttackArgs, device: DeviceChoice, data_dir: &Path) -> Result<()
         println!("{result}");
     } else {
         println!("image {} (label {})", a.index, names[test.labels[a.index]]);
-        println!("before: {} ({:.3})", names[argmax(&before)], before[argmax(&before)]);
-        println!("after:  {} ({:.3})  [{} eps={} linf={linf:.4}]", names[argmax(&after)], after[argmax(&after)], attack.name(), a.eps);
+        println!(
+            "before: {} ({:.3})",
+            names[argmax(&before)],
+            before[argmax(&before)]
+        );
+        println!(
+            "after:  {} ({:.3})  [{} eps={} linf={linf:.4}]",
+            names[argmax(&after)],
+            after[argmax(&after)],
+            attack.name(),
+            a.eps
+        );
         println!("wrote {}", a.out.display());
     }
     Ok(())
 }
 
 fn cmd_inspect(a: InspectArgs) -> Result<()> {
-    let b = Bundle::load(&a.bundle).with_context(|| format!("loading bundle {}", a.bundle.display()))?;
+    let b = Bundle::load(&a.bundle)
+        .with_context(|| format!("loading bundle {}", a.bundle.display()))?;
     let info = serde_json::json!({
         "format_version": rampart_core::bundle::BUNDLE_VERSION,
         "weights_bytes": b.weights_len(),
@@ -590,11 +722,15 @@ fn cmd_inspect(a: InspectArgs) -> Result<()> {
 }
 
 fn cmd_export(a: ExportArgs, device: DeviceChoice) -> Result<()> {
-    let b = Bundle::load(&a.bundle).with_context(|| format!("loading bundle {}", a.bundle.display()))?;
+    let b = Bundle::load(&a.bundle)
+        .with_context(|| format!("loading bundle {}", a.bundle.display()))?;
     let model = b.model(&device.init()?)?;
     match a.format {
         ExportFormat::Safetensors => {
-            let bytes = rampart_core::export::to_safetensors(&model, &serde_json::to_string(&b.header.model)?)?;
+            let bytes = rampart_core::export::to_safetensors(
+                &model,
+                &serde_json::to_string(&b.header.model)?,
+            )?;
             rampart_core::write_atomically(&a.out, &bytes)?;
         }
     }
@@ -603,38 +739,62 @@ fn cmd_export(a: ExportArgs, device: DeviceChoice) -> Result<()> {
 }
 
 fn cmd_predict(a: PredictArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
-    let b = Bundle::load(&a.bundle).with_context(|| format!("loading bundle {}", a.bundle.display()))?;
+    let b = Bundle::load(&a.bundle)
+        .with_context(|| format!("loading bundle {}", a.bundle.display()))?;
     let [c, h, w] = b.header.model.input_shape();
     let pixels: Vec<f32> = match (&a.index, &a.pixels) {
         (Some(i), None) => {
             let (_, test) = load_split(&b.header.dataset, data_dir, Split::Test)?;
             if *i >= test.len() {
-                bail!("--index {i} is out of range: the test set has {} images", test.len());
+                bail!(
+                    "--index {i} is out of range: the test set has {} images",
+                    test.len()
+                );
             }
             test.image(*i).to_vec()
         }
         (None, Some(p)) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("{} is not a JSON array of numbers", p.display()))?
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a JSON array of numbers", p.display()))?
         }
         _ => bail!("give --index or --pixels"),
     };
     if pixels.len() != c * h * w {
-        bail!("the image has {} values, the model takes {c}×{h}×{w} = {}", pixels.len(), c * h * w);
+        bail!(
+            "the image has {} values, the model takes {c}×{h}×{w} = {}",
+            pixels.len(),
+            c * h * w
+        );
     }
     if let Some(v) = pixels.iter().find(|v| !(0.0..=1.0).contains(*v)) {
         bail!("pixel value {v} is outside [0, 1]");
     }
     let dev = device.init()?;
     let model = b.model(&dev)?.valid();
-    let x = burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(pixels, [1, c, h, w]), &dev);
+    let x = burn::tensor::Tensor::<4>::from_data(
+        burn::tensor::TensorData::new(pixels, [1, c, h, w]),
+        &dev,
+    );
     let logits = model.forward(x);
-    let probabilities: Vec<f32> = burn::tensor::activation::softmax(logits.clone(), 1).into_data().try_to_vec::<f32>().expect("f32");
+    let probabilities: Vec<f32> = burn::tensor::activation::softmax(logits.clone(), 1)
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32");
     let logits: Vec<f32> = logits.into_data().try_to_vec::<f32>().expect("f32");
-    let predicted = probabilities.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
+    let predicted = probabilities
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+        .unwrap_or(0);
     let label = &b.header.class_names[predicted];
     if a.json {
-        println!("{}", serde_json::json!({"logits": logits, "probabilities": probabilities, "predicted": predicted, "label": label}));
+        println!(
+            "{}",
+            serde_json::json!({"logits": logits, "probabilities": probabilities, "predicted": predicted, "label": label})
+        );
     } else {
         println!("{label} ({:.4})", probabilities[predicted]);
     }
@@ -648,5 +808,50 @@ fn cmd_samples(a: SamplesArgs, data_dir: &Path) -> Result<()> {
     let json = serde_json::json!({"dataset": a.dataset, "shape": test.shape(), "labels": &test.labels[..n], "images": images});
     rampart_core::write_atomically(&a.out, json.to_string().as_bytes())?;
     println!("wrote {n} images to {}", a.out.display());
+    Ok(())
+}
+
+fn cmd_bench_step(a: BenchStepArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
+    use rampart_core::train::{optimizer, train_step};
+    let (_, train_set) = load_split("mnist", data_dir, Split::Train)?;
+    if a.conv.len() != 2 {
+        bail!("--conv takes two widths");
+    }
+    let model_config = ModelConfig::Cnn(
+        CnnConfig::madry(1, 28, 28, 10).with_widths([a.conv[0], a.conv[1]], a.hidden),
+    );
+    let method = if a.steps == 0 {
+        Method::Standard
+    } else {
+        Method::PgdAt {
+            eps: 0.3,
+            steps: a.steps,
+            step_size: 0.01,
+        }
+    };
+    let config = TrainConfig::new(method.clone());
+    let dev = device.init()?.autodiff();
+    let mut model = model_config.init(&dev)?;
+    let mut optim = optimizer(&config);
+    let batches = train_set.epoch_batches(a.batch_size, 0, 0);
+    let mut times = Vec::new();
+    for i in 0..a.warmup + a.iters {
+        let (x, y) = train_set.batch(&batches[i % batches.len()], &dev);
+        let t0 = std::time::Instant::now();
+        // train_step reads the loss back, so the step has finished when it returns.
+        let (next, _, _) = train_step(&method, model, &mut optim, x, y, 0.3, 1e-3, i as u64)?;
+        model = next;
+        if i >= a.warmup {
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    println!(
+        "{}",
+        serde_json::json!({"framework": "rampart", "device": format!("{device:?}").to_lowercase(), "batch_size": a.batch_size,
+            "pgd_steps": a.steps, "median_ms": median, "mean_ms": mean, "iters": a.iters})
+    );
     Ok(())
 }

@@ -23,7 +23,11 @@ fn rampart(args: &[&str]) -> Output {
 
 fn ok(args: &[&str]) -> String {
     let out = rampart(args);
-    assert!(out.status.success(), "rampart {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "rampart {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -31,8 +35,14 @@ fn fails_with(args: &[&str], needle: &str) {
     let out = rampart(args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "rampart {args:?} should fail");
-    assert!(err.contains(needle), "rampart {args:?}: expected '{needle}' in: {err}");
-    assert!(!err.contains("panicked"), "rampart {args:?} panicked: {err}");
+    assert!(
+        err.contains(needle),
+        "rampart {args:?}: expected '{needle}' in: {err}"
+    );
+    assert!(
+        !err.contains("panicked"),
+        "rampart {args:?} panicked: {err}"
+    );
 }
 
 /// A small bundle trained on 1,800 images for two epochs (a few seconds).
@@ -40,8 +50,24 @@ fn tiny_bundle(dir: &Path, extra: &[&str]) -> PathBuf {
     let out = dir.join("tiny.rampart");
     let o = out.to_str().unwrap();
     let mut args = vec![
-        "train", "--limit", "2000", "--val-size", "200", "--epochs", "2", "--lr", "3e-3", "--conv", "8,16", "--hidden", "64",
-        "--test-size", "500", "--out", o, "--json",
+        "train",
+        "--limit",
+        "2000",
+        "--val-size",
+        "200",
+        "--epochs",
+        "2",
+        "--lr",
+        "3e-3",
+        "--conv",
+        "8,16",
+        "--hidden",
+        "64",
+        "--test-size",
+        "500",
+        "--out",
+        o,
+        "--json",
     ];
     args.extend_from_slice(extra);
     ok(&args);
@@ -60,11 +86,25 @@ fn train_inspect_eval_attack_export_predict() {
     assert_eq!(info["header"]["recipe"]["method"]["name"], "standard");
 
     let report: serde_json::Value = serde_json::from_str(&ok(&[
-        "eval", "--bundle", b, "--attack", "pgd,fgsm", "--eps", "0,0.1,0.3", "--steps", "10", "--limit", "200", "--json",
+        "eval",
+        "--bundle",
+        b,
+        "--attack",
+        "pgd,fgsm",
+        "--eps",
+        "0,0.1,0.3",
+        "--steps",
+        "10",
+        "--limit",
+        "200",
+        "--json",
     ]))
     .unwrap();
     let clean = report["clean_accuracy"].as_f64().unwrap();
-    assert!(clean > 0.7, "a tiny model after one epoch on 2k images: {clean}");
+    assert!(
+        clean > 0.7,
+        "a tiny model after one epoch on 2k images: {clean}"
+    );
     let robust = report["robust"].as_array().unwrap();
     assert_eq!(robust.len(), 6);
     for r in robust {
@@ -76,11 +116,24 @@ fn train_inspect_eval_attack_export_predict() {
     }
     // ε = 0 changes nothing; ε = 0.3 PGD breaks an undefended model.
     assert_eq!(robust[0]["accuracy"].as_f64().unwrap(), clean);
-    assert!(robust[2]["accuracy"].as_f64().unwrap() < 0.2 * clean, "{}", robust[2]);
+    assert!(
+        robust[2]["accuracy"].as_f64().unwrap() < 0.2 * clean,
+        "{}",
+        robust[2]
+    );
 
     let png = dir.path().join("adv.png");
     let a: serde_json::Value = serde_json::from_str(&ok(&[
-        "attack", "--bundle", b, "--index", "3", "--eps", "0.3", "--out", png.to_str().unwrap(), "--json",
+        "attack",
+        "--bundle",
+        b,
+        "--index",
+        "3",
+        "--eps",
+        "0.3",
+        "--out",
+        png.to_str().unwrap(),
+        "--json",
     ]))
     .unwrap();
     assert!(a["linf"].as_f64().unwrap() <= 0.3 + 1e-6);
@@ -91,17 +144,43 @@ fn train_inspect_eval_attack_export_predict() {
     }
 
     let st = dir.path().join("w.safetensors");
-    ok(&["export", "--bundle", b, "--format", "safetensors", "--out", st.to_str().unwrap()]);
+    ok(&[
+        "export",
+        "--bundle",
+        b,
+        "--format",
+        "safetensors",
+        "--out",
+        st.to_str().unwrap(),
+    ]);
     let bytes = std::fs::read(&st).unwrap();
     let t = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut names = t.names();
     names.sort();
-    assert_eq!(names, ["conv1.bias", "conv1.weight", "conv2.bias", "conv2.weight", "fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"]);
+    assert_eq!(
+        names,
+        [
+            "conv1.bias",
+            "conv1.weight",
+            "conv2.bias",
+            "conv2.weight",
+            "fc1.bias",
+            "fc1.weight",
+            "fc2.bias",
+            "fc2.weight"
+        ]
+    );
     assert_eq!(t.tensor("fc1.weight").unwrap().shape(), [64, 16 * 7 * 7]);
     assert_eq!(t.tensor("conv1.weight").unwrap().shape(), [8, 1, 5, 5]);
 
-    let p: serde_json::Value = serde_json::from_str(&ok(&["predict", "--bundle", b, "--index", "3", "--json"])).unwrap();
-    let probs: Vec<f64> = p["probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let p: serde_json::Value =
+        serde_json::from_str(&ok(&["predict", "--bundle", b, "--index", "3", "--json"])).unwrap();
+    let probs: Vec<f64> = p["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-4);
     assert_eq!(p["predicted"], a["before"]["class"]);
 }
@@ -120,7 +199,11 @@ fn corrupt_inputs_get_clear_errors() {
     flipped[100] ^= 1;
     std::fs::write(&bad, &flipped).unwrap();
     fails_with(&["inspect", b], "corrupt");
-    std::fs::write(&bad, b"not a bundle at all, just some text that is long enough to parse").unwrap();
+    std::fs::write(
+        &bad,
+        b"not a bundle at all, just some text that is long enough to parse",
+    )
+    .unwrap();
     fails_with(&["inspect", b], "wrong magic");
     fails_with(&["inspect", "/nonexistent/x.rampart"], "file not found");
 
@@ -128,27 +211,72 @@ fn corrupt_inputs_get_clear_errors() {
     let data = dir.path().join("data");
     let mnist = data.join("mnist");
     std::fs::create_dir_all(&mnist).unwrap();
-    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_rampart")).args(args).arg("--data-dir").arg(&data).output().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rampart"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
     let check = |needle: &str| {
         let out = run(&["train", "--epochs", "1"]);
         let err = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(!out.status.success() && err.contains(needle), "expected '{needle}': {err}");
+        assert!(
+            !out.status.success() && err.contains(needle),
+            "expected '{needle}': {err}"
+        );
     };
     check("file not found");
     let mut images = vec![0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28];
     images.extend(vec![0u8; 2 * 784]);
     std::fs::write(mnist.join("train-images-idx3-ubyte"), &images).unwrap();
-    std::fs::write(mnist.join("train-labels-idx1-ubyte"), [0, 0, 8, 2, 0, 0, 0, 2, 1, 1]).unwrap();
+    std::fs::write(
+        mnist.join("train-labels-idx1-ubyte"),
+        [0, 0, 8, 2, 0, 0, 0, 2, 1, 1],
+    )
+    .unwrap();
     check("wrong magic number");
-    std::fs::write(mnist.join("train-labels-idx1-ubyte"), [0, 0, 8, 1, 0, 0, 0, 2, 1]).unwrap();
+    std::fs::write(
+        mnist.join("train-labels-idx1-ubyte"),
+        [0, 0, 8, 1, 0, 0, 0, 2, 1],
+    )
+    .unwrap();
     check("truncated");
-    std::fs::write(mnist.join("train-labels-idx1-ubyte"), [0, 0, 8, 1, 0, 0, 0, 3, 1, 1, 1]).unwrap();
+    std::fs::write(
+        mnist.join("train-labels-idx1-ubyte"),
+        [0, 0, 8, 1, 0, 0, 0, 3, 1, 1, 1],
+    )
+    .unwrap();
     check("2 images but 3 labels");
-    std::fs::write(mnist.join("train-labels-idx1-ubyte"), [0, 0, 8, 1, 0, 0, 0, 2, 1, 12]).unwrap();
+    std::fs::write(
+        mnist.join("train-labels-idx1-ubyte"),
+        [0, 0, 8, 1, 0, 0, 0, 2, 1, 12],
+    )
+    .unwrap();
     check("label 12 at index 1 is out of range");
 
-    fails_with(&["eval", "--bundle", bundle.to_str().unwrap(), "--eps=-0.1", "--limit", "10"], "eps must be");
-    fails_with(&["attack", "--bundle", bundle.to_str().unwrap(), "--index", "999999"], "out of range");
+    fails_with(
+        &[
+            "eval",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--eps=-0.1",
+            "--limit",
+            "10",
+        ],
+        "eps must be",
+    );
+    fails_with(
+        &[
+            "attack",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--index",
+            "999999",
+        ],
+        "out of range",
+    );
     fails_with(&["train", "--dataset", "imagenet"], "unknown dataset");
 }
 
@@ -158,8 +286,29 @@ fn corrupt_inputs_get_clear_errors() {
 fn resume_after_kill_matches_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let common = [
-        "train", "--method", "fgsm-rs", "--eps", "0.2", "--limit", "6000", "--val-size", "500", "--epochs", "2",
-        "--batch-size", "50", "--conv", "8,16", "--hidden", "64", "--test-size", "500", "--checkpoint-every", "10", "--seed", "3",
+        "train",
+        "--method",
+        "fgsm-rs",
+        "--eps",
+        "0.2",
+        "--limit",
+        "6000",
+        "--val-size",
+        "500",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "50",
+        "--conv",
+        "8,16",
+        "--hidden",
+        "64",
+        "--test-size",
+        "500",
+        "--checkpoint-every",
+        "10",
+        "--seed",
+        "3",
     ];
     let whole = dir.path().join("whole.rampart");
     let mut args = common.to_vec();
@@ -198,7 +347,8 @@ fn resume_after_kill_matches_an_uninterrupted_run() {
     args.push("--resume");
     ok(&args);
     let metrics = |p: &Path| -> serde_json::Value {
-        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(p.with_extension("json")).unwrap()).unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(p.with_extension("json")).unwrap()).unwrap();
         for e in v["history"].as_array_mut().unwrap() {
             e.as_object_mut().unwrap().remove("seconds");
         }
@@ -216,15 +366,41 @@ fn wgpu_training_steps_match_cpu() {
         let out = dir.path().join(format!("{device}.rampart"));
         let o = out.to_str().unwrap();
         serde_json::from_str(&ok(&[
-            "--device", device, "train", "--limit", "112", "--val-size", "16", "--epochs", "1", "--batch-size", "32",
-            "--conv", "4,8", "--hidden", "16", "--test-size", "64", "--out", o, "--json",
+            "--device",
+            device,
+            "train",
+            "--limit",
+            "112",
+            "--val-size",
+            "16",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--conv",
+            "4,8",
+            "--hidden",
+            "16",
+            "--test-size",
+            "64",
+            "--out",
+            o,
+            "--json",
         ]))
         .unwrap()
     };
     let cpu = run("cpu");
     let gpu = run("wgpu");
     let loss = |v: &serde_json::Value| v["history"][0]["train_loss"].as_f64().unwrap();
-    assert!((loss(&cpu) - loss(&gpu)).abs() < 1e-3 * loss(&cpu).abs().max(1.0), "cpu {} vs wgpu {}", loss(&cpu), loss(&gpu));
-    assert_eq!(cpu["history"][0]["train_accuracy"], gpu["history"][0]["train_accuracy"]);
+    assert!(
+        (loss(&cpu) - loss(&gpu)).abs() < 1e-3 * loss(&cpu).abs().max(1.0),
+        "cpu {} vs wgpu {}",
+        loss(&cpu),
+        loss(&gpu)
+    );
+    assert_eq!(
+        cpu["history"][0]["train_accuracy"],
+        gpu["history"][0]["train_accuracy"]
+    );
     assert_eq!(cpu["test_clean_accuracy"], gpu["test_clean_accuracy"]);
 }

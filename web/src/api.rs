@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::{AttackOptions, Backend, STATE, check_pixels, device, err, image, install_bundle, loaded, predict, run_attack, to_js};
+use crate::{
+    AttackOptions, Backend, STATE, check_pixels, device, err, image, install_bundle, loaded,
+    predict, run_attack, to_js,
+};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &str = r#"
@@ -48,10 +51,28 @@ struct InitResult {
     reason: Option<String>,
 }
 
+/// serde-wasm-bindgen reads only the fields it knows; a misspelt option must not pass silently.
+fn reject_unknown_keys(options: &JsValue, allowed: &[&str], call: &str) -> Result<(), JsError> {
+    if !options.is_object() {
+        return Err(err(format!("{call} takes an options object")));
+    }
+    for key in js_sys::Object::keys(options.unchecked_ref::<js_sys::Object>()).iter() {
+        let key = key.as_string().unwrap_or_default();
+        if !allowed.contains(&key.as_str()) {
+            return Err(err(format!(
+                "{call}: unknown field '{key}' (expected one of {})",
+                allowed.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Whether this browser offers a WebGPU adapter (`navigator.gpu.requestAdapter()`).
 async fn webgpu_adapter() -> Result<(), String> {
     let global = js_sys::global();
-    let navigator = Reflect::get(&global, &"navigator".into()).map_err(|_| "no navigator".to_string())?;
+    let navigator =
+        Reflect::get(&global, &"navigator".into()).map_err(|_| "no navigator".to_string())?;
     let gpu = Reflect::get(&navigator, &"gpu".into()).unwrap_or(JsValue::UNDEFINED);
     if gpu.is_undefined() || gpu.is_null() {
         return Err("navigator.gpu is missing (WebGPU unavailable)".into());
@@ -65,7 +86,9 @@ async fn webgpu_adapter() -> Result<(), String> {
         .map_err(|_| "requestAdapter() threw")?
         .dyn_into::<js_sys::Promise>()
         .map_err(|_| "requestAdapter() did not return a promise")?;
-    let adapter = JsFuture::from(promise).await.map_err(|_| "requestAdapter() rejected")?;
+    let adapter = JsFuture::from(promise)
+        .await
+        .map_err(|_| "requestAdapter() rejected")?;
     if adapter.is_null() || adapter.is_undefined() {
         return Err("no WebGPU adapter".into());
     }
@@ -87,11 +110,15 @@ async fn webgpu_device() -> Result<Device, String> {
 
 /// Chooses the backend. `auto` takes WebGPU when the browser offers it, else the CPU.
 #[wasm_bindgen(js_name = init, unchecked_return_type = "InitResult")]
-pub async fn init(#[wasm_bindgen(unchecked_param_type = "InitOptions | undefined")] options: JsValue) -> Result<JsValue, JsError> {
+pub async fn init(
+    #[wasm_bindgen(unchecked_param_type = "InitOptions | undefined")] options: JsValue,
+) -> Result<JsValue, JsError> {
     let options: InitOptions = if options.is_undefined() || options.is_null() {
         InitOptions::default()
     } else {
-        serde_wasm_bindgen::from_value(options).map_err(|e| err(format!("invalid init options: {e}")))?
+        reject_unknown_keys(&options, &["backend"], "init")?;
+        serde_wasm_bindgen::from_value(options)
+            .map_err(|e| err(format!("invalid init options: {e}")))?
     };
     let (backend, device, reason) = match options.backend.as_deref().unwrap_or("auto") {
         "cpu" => (Backend::Cpu, Device::flex(), None),
@@ -100,7 +127,11 @@ pub async fn init(#[wasm_bindgen(unchecked_param_type = "InitOptions | undefined
             Ok(d) => (Backend::Webgpu, d, None),
             Err(why) => (Backend::Cpu, Device::flex(), Some(why)),
         },
-        other => return Err(err(format!("unknown backend '{other}' (auto, webgpu, cpu)"))),
+        other => {
+            return Err(err(format!(
+                "unknown backend '{other}' (auto, webgpu, cpu)"
+            )));
+        }
     };
     let source = STATE.with(|s| {
         let mut s = s.borrow_mut();
@@ -127,7 +158,9 @@ struct BundleInfo {
 
 /// Loads a bundle from a URL or from its bytes.
 #[wasm_bindgen(js_name = loadBundle, unchecked_return_type = "BundleInfo")]
-pub async fn load_bundle(#[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] source: JsValue) -> Result<JsValue, JsError> {
+pub async fn load_bundle(
+    #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] source: JsValue,
+) -> Result<JsValue, JsError> {
     device()?;
     let bytes: Vec<u8> = if let Some(url) = source.as_string() {
         fetch_bytes(&url).await?
@@ -164,7 +197,10 @@ async fn fetch_bytes(url: &str) -> Result<Vec<u8>, JsError> {
         .dyn_into()
         .map_err(|_| err("fetch did not return a Response"))?;
     if !response.ok() {
-        return Err(err(format!("fetching {url} failed with HTTP {}", response.status())));
+        return Err(err(format!(
+            "fetching {url} failed with HTTP {}",
+            response.status()
+        )));
     }
     let buffer = JsFuture::from(response.array_buffer().map_err(|_| err("no body"))?)
         .await
@@ -181,7 +217,11 @@ fn pixels_from(value: &JsValue) -> Result<Vec<f32>, JsError> {
         return array
             .iter()
             .enumerate()
-            .map(|(i, v)| v.as_f64().map(|f| f as f32).ok_or_else(|| err(format!("pixels[{i}] is not a number"))))
+            .map(|(i, v)| {
+                v.as_f64()
+                    .map(|f| f as f32)
+                    .ok_or_else(|| err(format!("pixels[{i}] is not a number")))
+            })
             .collect();
     }
     Err(err("pixels must be a Float32Array or an array of numbers"))
@@ -189,7 +229,9 @@ fn pixels_from(value: &JsValue) -> Result<Vec<f32>, JsError> {
 
 /// Class probabilities of one image (`C×H×W` values in `[0, 1]`).
 #[wasm_bindgen(js_name = classify, unchecked_return_type = "Prediction")]
-pub async fn classify(#[wasm_bindgen(unchecked_param_type = "Float32Array | number[]")] pixels: JsValue) -> Result<JsValue, JsError> {
+pub async fn classify(
+    #[wasm_bindgen(unchecked_param_type = "Float32Array | number[]")] pixels: JsValue,
+) -> Result<JsValue, JsError> {
     let device = device()?;
     let (header, model) = loaded()?;
     let pixels = pixels_from(&pixels)?;
@@ -201,20 +243,39 @@ pub async fn classify(#[wasm_bindgen(unchecked_param_type = "Float32Array | numb
 /// Runs an attack on one image; returns the adversarial image, the perturbation and the
 /// predictions before and after.
 #[wasm_bindgen(js_name = attack, unchecked_return_type = "AttackResult")]
-pub async fn attack(#[wasm_bindgen(unchecked_param_type = "AttackOptions")] options: JsValue) -> Result<JsValue, JsError> {
+pub async fn attack(
+    #[wasm_bindgen(unchecked_param_type = "AttackOptions")] options: JsValue,
+) -> Result<JsValue, JsError> {
     if !options.is_object() {
         return Err(err("attack takes an options object"));
     }
+    reject_unknown_keys(
+        &options,
+        &[
+            "pixels",
+            "method",
+            "eps",
+            "steps",
+            "stepSize",
+            "restarts",
+            "randomStart",
+            "loss",
+            "label",
+            "target",
+            "seed",
+        ],
+        "attack",
+    )?;
     // Accept a Float32Array for `pixels` by converting it before deserialising.
     let pixels = Reflect::get(&options, &"pixels".into()).unwrap_or(JsValue::UNDEFINED);
     if pixels.is_undefined() {
         return Err(err("attack options need `pixels`"));
     }
     let pixels = pixels_from(&pixels)?;
-    let copy = js_sys::Object::assign(&js_sys::Object::new(), &options.clone().into());
+    let copy = js_sys::Object::assign(&js_sys::Object::new(), options.unchecked_ref());
     Reflect::set(&copy, &"pixels".into(), &js_sys::Array::new()).map_err(|_| err("bad options"))?;
-    let mut parsed: AttackOptions =
-        serde_wasm_bindgen::from_value(copy.into()).map_err(|e| err(format!("invalid attack options: {e}")))?;
+    let mut parsed: AttackOptions = serde_wasm_bindgen::from_value(copy.into())
+        .map_err(|e| err(format!("invalid attack options: {e}")))?;
     parsed.pixels = pixels;
     to_js(&run_attack(parsed).await?)
 }

@@ -74,7 +74,10 @@ fn check_pixels(pixels: &[f32], header: &BundleHeader) -> Result<(), JsError> {
         return Err(err(format!("pixels[{i}] is not a finite number")));
     }
     if let Some(i) = pixels.iter().position(|v| !(0.0..=1.0).contains(v)) {
-        return Err(err(format!("pixels[{i}] = {} is outside [0, 1]", pixels[i])));
+        return Err(err(format!(
+            "pixels[{i}] = {} is outside [0, 1]",
+            pixels[i]
+        )));
     }
     Ok(())
 }
@@ -101,7 +104,11 @@ struct Prediction {
     label: String,
 }
 
-async fn predict(model: &Model, x: Tensor<4>, header: &BundleHeader) -> Result<Prediction, JsError> {
+async fn predict(
+    model: &Model,
+    x: Tensor<4>,
+    header: &BundleHeader,
+) -> Result<Prediction, JsError> {
     let logits = model.forward(x);
     let probabilities = read_f32(softmax(logits.clone(), 1)).await?;
     let logits = read_f32(logits).await?;
@@ -166,19 +173,30 @@ fn default_loss() -> String {
 impl AttackOptions {
     fn config(&self, num_classes: usize) -> Result<PgdConfig, JsError> {
         if !self.eps.is_finite() || self.eps < 0.0 {
-            return Err(err(format!("eps must be a finite number ≥ 0, got {}", self.eps)));
+            return Err(err(format!(
+                "eps must be a finite number ≥ 0, got {}",
+                self.eps
+            )));
         }
         if self.steps == 0 || self.steps > 10_000 {
-            return Err(err(format!("steps must be in 1..=10000, got {}", self.steps)));
+            return Err(err(format!(
+                "steps must be in 1..=10000, got {}",
+                self.steps
+            )));
         }
         if self.restarts == 0 || self.restarts > 100 {
-            return Err(err(format!("restarts must be in 1..=100, got {}", self.restarts)));
+            return Err(err(format!(
+                "restarts must be in 1..=100, got {}",
+                self.restarts
+            )));
         }
         for (name, class) in [("label", self.label), ("target", self.target)] {
             if let Some(c) = class
                 && c >= num_classes
             {
-                return Err(err(format!("{name} {c} is out of range: the model has {num_classes} classes")));
+                return Err(err(format!(
+                    "{name} {c} is out of range: the model has {num_classes} classes"
+                )));
             }
         }
         let mut c = match self.method.as_str() {
@@ -186,7 +204,11 @@ impl AttackOptions {
             "fgsm-l2" => PgdConfig::fgsm(Norm::L2),
             "pgd" => PgdConfig::new(Norm::Linf, self.steps),
             "pgd-l2" => PgdConfig::new(Norm::L2, self.steps),
-            other => return Err(err(format!("unknown method '{other}' (fgsm, fgsm-l2, pgd, pgd-l2)"))),
+            other => {
+                return Err(err(format!(
+                    "unknown method '{other}' (fgsm, fgsm-l2, pgd, pgd-l2)"
+                )));
+            }
         };
         if self.method.starts_with("pgd") {
             c.random_start = self.random_start;
@@ -239,7 +261,11 @@ async fn run_attack(options: AttackOptions) -> Result<AttackResult, JsError> {
         Some(t) => after.predicted == t,
         None => after.predicted != class,
     };
-    let perturbation: Vec<f32> = adversarial.iter().zip(&options.pixels).map(|(a, x)| a - x).collect();
+    let perturbation: Vec<f32> = adversarial
+        .iter()
+        .zip(&options.pixels)
+        .map(|(a, x)| a - x)
+        .collect();
     Ok(AttackResult {
         linf: perturbation.iter().fold(0f32, |m, d| m.max(d.abs())),
         l2: perturbation.iter().map(|d| d * d).sum::<f32>().sqrt(),

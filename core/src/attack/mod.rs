@@ -70,7 +70,10 @@ pub(crate) fn check_inputs(images: &Tensor<4>, labels: &Tensor<1, Int>, eps: &[f
         ));
     }
     if let Some(e) = eps.iter().find(|e| !(**e >= 0.0) || !e.is_finite()) {
-        return Err(Error::invalid("attack", format!("eps must be finite and ≥ 0, got {e}")));
+        return Err(Error::invalid(
+            "attack",
+            format!("eps must be finite and ≥ 0, got {e}"),
+        ));
     }
     Ok(())
 }
@@ -89,8 +92,7 @@ pub fn input_gradient(
     let logits = model.forward(x.clone());
     let objective = objective_per_sample(logits, labels, loss, targeted).sum();
     let grads = objective.backward();
-    x.grad(&grads)
-        .expect("the input requires a gradient")
+    x.grad(&grads).expect("the input requires a gradient")
 }
 
 /// Per-sample value the attack maximises.
@@ -108,7 +110,12 @@ pub fn objective_per_sample(
 }
 
 /// Per-sample success of `adversarial` (see [`AttackOutput`]).
-pub fn success(model: &Model, adversarial: Tensor<4>, labels: Tensor<1, Int>, targeted: bool) -> Tensor<1, Bool> {
+pub fn success(
+    model: &Model,
+    adversarial: Tensor<4>,
+    labels: Tensor<1, Int>,
+    targeted: bool,
+) -> Tensor<1, Bool> {
     let pred = model.forward(adversarial).argmax(1).squeeze_dim::<1>(1);
     let hit = pred.equal(labels);
     if targeted { hit } else { hit.bool_not() }
@@ -116,7 +123,10 @@ pub fn success(model: &Model, adversarial: Tensor<4>, labels: Tensor<1, Int>, ta
 
 /// Per-sample budgets as a broadcastable `[N, 1, 1, 1]` tensor.
 pub(crate) fn eps_tensor(eps: &[f32], like: &Tensor<4>) -> Tensor<4> {
-    Tensor::from_data(TensorData::new(eps.to_vec(), [eps.len(), 1, 1, 1]), &like.device())
+    Tensor::from_data(
+        TensorData::new(eps.to_vec(), [eps.len(), 1, 1, 1]),
+        &like.device(),
+    )
 }
 
 /// Per-sample L2 norm as `[N, 1, 1, 1]`.
@@ -133,7 +143,10 @@ pub(crate) fn l2_norm(t: Tensor<4>) -> Tensor<4> {
 pub fn project(x: &Tensor<4>, x_adv: Tensor<4>, eps: &Tensor<4>, norm: Norm) -> Tensor<4> {
     let delta = x_adv - x.clone();
     let delta = match norm {
-        Norm::Linf => delta.clone().max_pair(eps.clone().neg()).min_pair(eps.clone()),
+        Norm::Linf => delta
+            .clone()
+            .max_pair(eps.clone().neg())
+            .min_pair(eps.clone()),
         Norm::L2 => {
             let scale = (eps.clone() / l2_norm(delta.clone()).clamp_min(1e-12)).clamp_max(1.0);
             delta * scale

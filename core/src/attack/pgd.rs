@@ -103,7 +103,14 @@ impl Pgd {
         &self.config
     }
 
-    fn one_run(&self, model: &Model, x: &Tensor<4>, labels: &Tensor<1, Int>, eps: &[f32], seed: u64) -> Tensor<4> {
+    fn one_run(
+        &self,
+        model: &Model,
+        x: &Tensor<4>,
+        labels: &Tensor<1, Int>,
+        eps: &[f32],
+        seed: u64,
+    ) -> Tensor<4> {
         let c = &self.config;
         let eps_t = eps_tensor(eps, x);
         let alpha = match c.step_size {
@@ -137,7 +144,14 @@ impl Attack for Pgd {
         }
     }
 
-    fn run(&self, model: &Model, images: Tensor<4>, labels: Tensor<1, Int>, eps: &[f32], seed: u64) -> Result<AttackOutput> {
+    fn run(
+        &self,
+        model: &Model,
+        images: Tensor<4>,
+        labels: Tensor<1, Int>,
+        eps: &[f32],
+        seed: u64,
+    ) -> Result<AttackOutput> {
         check_inputs(&images, &labels, eps)?;
         let model = model.frozen();
         let x = images.detach().without_autodiff();
@@ -151,7 +165,10 @@ impl Attack for Pgd {
             // Keep the first successful point of each sample.
             let take = candidate_hit.clone().bool_and(hit.clone().bool_not());
             let [n, ..] = x.dims();
-            best = best.mask_where(take.clone().reshape([n, 1, 1, 1]).expand(x.shape()), candidate);
+            best = best.mask_where(
+                take.clone().reshape([n, 1, 1, 1]).expand(x.shape()),
+                candidate,
+            );
             hit = hit.bool_or(candidate_hit);
         }
         Ok(AttackOutput {

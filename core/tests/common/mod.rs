@@ -20,10 +20,14 @@ pub fn tiny_model(seed: u64) -> Model {
 
 /// Deterministic pseudo-random values in [0, 1].
 pub fn pixels(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32) / ((1u64 << 24) as f32)
         })
         .collect()
@@ -58,5 +62,11 @@ pub fn bars(n: usize, seed: u64) -> ImageDataset {
         }
         labels.push(class);
     }
-    ImageDataset::new(images, labels, [1, 8, 8], vec!["top".into(), "middle".into(), "bottom".into()]).unwrap()
+    ImageDataset::new(
+        images,
+        labels,
+        [1, 8, 8],
+        vec!["top".into(), "middle".into(), "bottom".into()],
+    )
+    .unwrap()
 }

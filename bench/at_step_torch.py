@@ -1,0 +1,79 @@
+"""One PGD-k adversarial-training step of the Madry MNIST CNN in PyTorch, timed like
+`rampart bench-step`: same network (bench/twins.py), batch, PGD (L-inf, eps 0.3, step 0.01,
+random start, model in eval mode for the attack), Adam, real MNIST batches.
+
+    python3 bench/at_step_torch.py [--device cpu|cuda] [--steps 10] [--batch-size 128]
+"""
+import argparse
+import gzip
+import json
+import os
+import pathlib
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from twins import Cnn
+
+p = argparse.ArgumentParser()
+p.add_argument("--device", default="cpu")
+p.add_argument("--steps", type=int, default=10)
+p.add_argument("--batch-size", type=int, default=128)
+p.add_argument("--conv", default="32,64")
+p.add_argument("--hidden", type=int, default=1024)
+p.add_argument("--warmup", type=int, default=3)
+p.add_argument("--iters", type=int, default=10)
+a = p.parse_args()
+
+data = pathlib.Path(os.environ.get("RAMPART_DATA", pathlib.Path(__file__).parent / "../../shared/data"))
+with gzip.open(data / "mnist/train-images-idx3-ubyte.gz") as f:
+    images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28).astype(np.float32) / 255
+with gzip.open(data / "mnist/train-labels-idx1-ubyte.gz") as f:
+    labels = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.int64)
+
+dev = torch.device(a.device)
+c1, c2 = map(int, a.conv.split(","))
+model = Cnn(conv_channels=(c1, c2), hidden=a.hidden).to(dev)
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+eps, alpha = 0.3, 0.01
+
+
+def pgd(x, y):
+    model.eval()
+    for p_ in model.parameters():
+        p_.requires_grad_(False)
+    x_adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
+    for _ in range(a.steps):
+        x_adv.requires_grad_(True)
+        loss = F.cross_entropy(model(x_adv), y, reduction="sum")
+        (g,) = torch.autograd.grad(loss, x_adv)
+        x_adv = torch.min(torch.max(x_adv.detach() + alpha * g.sign(), x - eps), x + eps).clamp(0, 1)
+    for p_ in model.parameters():
+        p_.requires_grad_(True)
+    model.train()
+    return x_adv
+
+
+times = []
+rng = np.random.default_rng(0)
+for i in range(a.warmup + a.iters):
+    idx = rng.choice(len(labels), a.batch_size, replace=False)
+    x = torch.from_numpy(images[idx]).to(dev)
+    y = torch.from_numpy(labels[idx]).to(dev)
+    t0 = time.perf_counter()
+    x_in = pgd(x, y) if a.steps > 0 else x
+    loss = F.cross_entropy(model(x_in), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    loss.item()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    if i >= a.warmup:
+        times.append((time.perf_counter() - t0) * 1e3)
+times.sort()
+print(json.dumps({"framework": "pytorch " + torch.__version__, "device": a.device, "threads": torch.get_num_threads(),
+                  "batch_size": a.batch_size, "pgd_steps": a.steps, "median_ms": times[len(times) // 2],
+                  "mean_ms": sum(times) / len(times), "iters": a.iters}))
