@@ -380,7 +380,7 @@ fn check_labels(labels: &[u8], num_classes: usize, what: &str) -> Result<()> {
 
 /// Parses CIFAR-10 binary records (`label byte + 3072 pixel bytes`, channel-major).
 pub fn parse_cifar(bytes: &[u8], what: &str) -> Result<(Vec<u8>, Vec<u8>)> {
-    if bytes.is_empty() || bytes.len() % CIFAR_RECORD != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(CIFAR_RECORD) {
         let records = bytes.len() / CIFAR_RECORD + 1;
         return Err(Error::Truncated {
             what: what.into(),

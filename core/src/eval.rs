@@ -51,6 +51,7 @@ pub(crate) async fn read_bools(t: Tensor<1, Bool>) -> Result<Vec<bool>> {
 
 /// Evaluates `model` on `data`: clean accuracy, confusion matrix, and robust accuracy under
 /// each attack at each ε. `progress(done, total)` is called after each batch of attack work.
+#[allow(clippy::too_many_arguments)] // one call site per front end; a struct would only rename them
 pub async fn evaluate(
     model: &Model,
     data: &ImageDataset,

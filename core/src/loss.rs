@@ -42,14 +42,14 @@ pub struct FocalLoss {
 
 impl FocalLoss {
     pub fn new(gamma: f32, alpha: Option<Vec<f32>>) -> Result<Self> {
-        if !(gamma >= 0.0) || !gamma.is_finite() {
+        if !(gamma.is_finite() && gamma >= 0.0) {
             return Err(Error::invalid(
                 "focal loss",
                 format!("gamma must be ≥ 0, got {gamma}"),
             ));
         }
         if let Some(a) = &alpha
-            && a.iter().any(|v| !(*v >= 0.0) || !v.is_finite())
+            && a.iter().any(|v| !(v.is_finite() && *v >= 0.0))
         {
             return Err(Error::invalid(
                 "focal loss",

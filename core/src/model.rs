@@ -89,7 +89,7 @@ impl CnnConfig {
         if n.mean.len() != self.in_channels || n.std.len() != self.in_channels {
             return bad("normalisation needs one mean and one std per input channel");
         }
-        if n.std.iter().any(|s| !(*s > 0.0) || !s.is_finite()) {
+        if n.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
             return bad("normalisation std must be positive and finite");
         }
         Ok(())

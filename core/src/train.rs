@@ -21,6 +21,10 @@ use crate::error::{Error, Result};
 use crate::loss::cross_entropy;
 use crate::model::{Model, ModelConfig};
 
+fn positive(x: f32) -> bool {
+    x.is_finite() && x > 0.0
+}
+
 /// How training inputs are made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "kebab-case")]
@@ -105,13 +109,13 @@ impl TrainConfig {
         if self.epochs == 0 || self.batch_size == 0 {
             return bad("epochs and batch size must be ≥ 1".into());
         }
-        if !(self.lr > 0.0) || !self.lr.is_finite() {
+        if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad(format!("learning rate must be positive, got {}", self.lr));
         }
         if !(0.0..1.0).contains(&self.momentum) || self.weight_decay < 0.0 {
             return bad("momentum must be in [0, 1) and weight decay ≥ 0".into());
         }
-        if !(self.eps_ramp_epochs >= 0.0) {
+        if !(self.eps_ramp_epochs.is_finite() && self.eps_ramp_epochs >= 0.0) {
             return bad("eps ramp must be ≥ 0 epochs".into());
         }
         match &self.method {
@@ -121,12 +125,12 @@ impl TrainConfig {
                 steps,
                 step_size,
             } => {
-                if !(*eps > 0.0) || *steps == 0 || !(*step_size > 0.0) {
+                if !(positive(*eps) && *steps > 0 && positive(*step_size)) {
                     return bad("pgd-at needs eps > 0, steps ≥ 1 and step size > 0".into());
                 }
             }
             Method::FgsmRs { eps, alpha } => {
-                if !(*eps > 0.0) || !(*alpha > 0.0) {
+                if !(positive(*eps) && positive(*alpha)) {
                     return bad("fgsm-rs needs eps > 0 and alpha > 0".into());
                 }
             }
@@ -410,10 +414,7 @@ pub fn train(
             }
         }
         running.seconds += clock.elapsed().as_secs_f64();
-        let val_accuracy = match val_set {
-            Some(v) => Some(clean_accuracy_sync(&model, v, 500, &device)),
-            None => None,
-        };
+        let val_accuracy = val_set.map(|v| clean_accuracy_sync(&model, v, 500, &device));
         let metrics = EpochMetrics {
             epoch,
             lr,

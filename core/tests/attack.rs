@@ -98,7 +98,7 @@ fn a_batch_equals_its_items_one_by_one() {
             .adversarial,
     );
     for i in 0..3 {
-        let xi = x.clone().slice([i..i + 1]);
+        let xi = x.clone().narrow(0, i, 1);
         let one = to_vec(
             attack
                 .run(&model, xi, labels(&y[i..i + 1], &device), &eps[i..i + 1], 0)

@@ -72,7 +72,8 @@ fn reads_plain_and_gzipped_idx() {
 fn damaged_idx_files_get_their_own_errors() {
     let good_images = idx_images(3, 2, 2, |_| 1);
     let good_labels = idx_labels(&[1, 2, 3]);
-    let cases: Vec<(Vec<u8>, Vec<u8>, fn(&Error) -> bool)> = vec![
+    type Case = (Vec<u8>, Vec<u8>, fn(&Error) -> bool);
+    let cases: Vec<Case> = vec![
         (vec![0, 0, 8, 2, 0, 0, 0, 0], good_labels.clone(), |e| {
             matches!(e, Error::BadMagic { .. })
         }),

@@ -41,7 +41,7 @@ fn standard_training_learns_and_pgd_breaks_it_and_pgd_at_resists() {
     let r = pollster::block_on(evaluate(
         &standard.model,
         &test_set,
-        &[pgd.clone()],
+        std::slice::from_ref(&pgd),
         &[eps],
         50,
         &device,

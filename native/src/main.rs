@@ -437,7 +437,7 @@ fn cmd_train(a: TrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> 
             }
             TrainEvent::Epoch(m) => {
                 if let Some(p) = &pb {
-                    p.println(format!(
+                    p.suspend(|| eprintln!(
                         "epoch {:>3}  lr {:.1e}  loss {:.4}  train acc {:.4}  val acc {}  {:.0}s",
                         m.epoch + 1,
                         m.lr,

@@ -69,7 +69,7 @@ pub(crate) fn check_inputs(images: &Tensor<4>, labels: &Tensor<1, Int>, eps: &[f
             format!("{n} images but {} eps values", eps.len()),
         ));
     }
-    if let Some(e) = eps.iter().find(|e| !(**e >= 0.0) || !e.is_finite()) {
+    if let Some(e) = eps.iter().find(|e| !(e.is_finite() && **e >= 0.0)) {
         return Err(Error::invalid(
             "attack",
             format!("eps must be finite and ≥ 0, got {e}"),

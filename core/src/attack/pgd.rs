@@ -80,7 +80,7 @@ impl PgdConfig {
         let s = match self.step_size {
             StepSize::Absolute(s) | StepSize::Relative(s) => s,
         };
-        if !(s > 0.0) || !s.is_finite() {
+        if !(s.is_finite() && s > 0.0) {
             return bad(format!("step size must be positive and finite, got {s}"));
         }
         Ok(())
