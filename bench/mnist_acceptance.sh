@@ -20,7 +20,7 @@ fi
 if [ "$what" = robust ] || [ "$what" = all ]; then
   # FGSM with a random start ("fast AT"), eps ramped over the first epochs.
   /usr/bin/time -f "%e s wall" "$RAMPART_BIN" train --dataset mnist --method fgsm-rs --eps 0.3 --alpha 0.375 \
-    --epochs "${ROBUST_EPOCHS:-8}" --eps-ramp 2 --lr 1e-3 --milestones 6 --out runs/mnist-robust.rampart
+    --epochs "${ROBUST_EPOCHS:-9}" --eps-ramp 2 --lr 1e-3 --milestones 7 --out runs/mnist-robust.rampart
   "$RAMPART_BIN" eval --bundle runs/mnist-robust.rampart --attack pgd --eps 0.3 --steps 40 \
     --step-size 0.01 --limit "${EVAL_LIMIT:-1000}" --out runs/mnist-robust-pgd40.json
   "$RAMPART_BIN" eval --bundle runs/mnist-robust.rampart --attack pgd --eps 0.3 --steps 40 \

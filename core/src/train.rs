@@ -14,7 +14,7 @@ use burn::tensor::{Bytes, Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::attack::pgd::StepSize;
-use crate::attack::{Attack, Norm, PgdConfig};
+use crate::attack::{Norm, PgdConfig};
 use crate::bundle::{seal, unseal};
 use crate::data::ImageDataset;
 use crate::error::{Error, Result};
@@ -508,10 +508,7 @@ fn adversarial_inputs(
         },
     }
     .init()?;
-    Ok(attack
-        .run(model, x, y, &vec![eps; n], seed)?
-        .adversarial
-        .detach())
+    Ok(attack.perturb(model, x, y, &vec![eps; n], seed)?.detach())
 }
 
 /// Clean accuracy with synchronous reads (native training only).

@@ -280,7 +280,7 @@ pub async fn attack(
     to_js(&run_attack(parsed).await?)
 }
 
-/// The backend in use, or `null` before `init()`.
+/// The backend in use (`"webgpu"` or `"cpu"`), or `undefined` before `init()`.
 #[wasm_bindgen(js_name = backend)]
 pub fn backend() -> Option<String> {
     STATE.with(|s| {

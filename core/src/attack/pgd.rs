@@ -103,6 +103,24 @@ impl Pgd {
         &self.config
     }
 
+    /// The adversarial images alone: with one restart this skips the forward pass that
+    /// [`Attack::run`] spends on reporting success (training needs only the images).
+    pub fn perturb(
+        &self,
+        model: &Model,
+        images: Tensor<4>,
+        labels: Tensor<1, Int>,
+        eps: &[f32],
+        seed: u64,
+    ) -> Result<Tensor<4>> {
+        if self.config.restarts > 1 {
+            return Ok(self.run(model, images, labels, eps, seed)?.adversarial);
+        }
+        check_inputs(&images, &labels, eps)?;
+        let x = images.detach().without_autodiff();
+        Ok(self.one_run(&model.frozen(), &x, &labels.without_autodiff(), eps, seed))
+    }
+
     fn one_run(
         &self,
         model: &Model,
