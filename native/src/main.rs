@@ -229,6 +229,7 @@ struct AttackOpts {
 
 #[derive(Args)]
 struct EvalArgs {
+    /// Bundle file (from `rampart train`).
     #[arg(long)]
     bundle: PathBuf,
     /// Budgets to evaluate, e.g. 0.1,0.2,0.3.
@@ -251,6 +252,7 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct AttackArgs {
+    /// Bundle file (from `rampart train`).
     #[arg(long)]
     bundle: PathBuf,
     /// Index of the test image.
@@ -273,6 +275,7 @@ struct AttackArgs {
 
 #[derive(Args)]
 struct InspectArgs {
+    /// Bundle file.
     bundle: PathBuf,
     #[arg(long)]
     json: bool,
