@@ -230,6 +230,26 @@ struct CheckpointHeader {
     running: Running,
 }
 
+impl CheckpointHeader {
+    /// The state of a run whose next step is `(epoch, batch)`.
+    fn at(
+        config: &TrainConfig,
+        model: &ModelConfig,
+        (epoch, batch): (usize, usize),
+        history: &[EpochMetrics],
+        running: &Running,
+    ) -> Self {
+        Self {
+            config: config.clone(),
+            model: model.clone(),
+            epoch,
+            batch,
+            history: history.to_vec(),
+            running: running.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Running {
     loss_sum: f64,
@@ -393,14 +413,8 @@ pub fn train(
                 if (b + 1) % config.checkpoint_every.max(1) == 0 && b + 1 < batches.len() {
                     running.seconds += clock.elapsed().as_secs_f64();
                     clock = Instant::now();
-                    let header = CheckpointHeader {
-                        config: config.clone(),
-                        model: model_config.clone(),
-                        epoch: next.0,
-                        batch: next.1,
-                        history: history.clone(),
-                        running: running.clone(),
-                    };
+                    let header =
+                        CheckpointHeader::at(config, model_config, next, &history, &running);
                     save_checkpoint(&c.path, &header, &model, &optim)?;
                     on_event(TrainEvent::Checkpoint { path: &c.path });
                 }
@@ -429,14 +443,7 @@ pub fn train(
         epoch += 1;
         first_batch = 0;
         if let Some(c) = checkpoint {
-            let header = CheckpointHeader {
-                config: config.clone(),
-                model: model_config.clone(),
-                epoch,
-                batch: 0,
-                history: history.clone(),
-                running: running.clone(),
-            };
+            let header = CheckpointHeader::at(config, model_config, (epoch, 0), &history, &running);
             save_checkpoint(&c.path, &header, &model, &optim)?;
             on_event(TrainEvent::Checkpoint { path: &c.path });
         }

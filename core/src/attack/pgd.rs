@@ -1,6 +1,6 @@
 //! Projected gradient descent (Madry et al. 2018) in L∞ or L2, and FGSM as its one-step case.
 
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Bool, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -113,12 +113,43 @@ impl Pgd {
         eps: &[f32],
         seed: u64,
     ) -> Result<Tensor<4>> {
-        if self.config.restarts > 1 {
-            return Ok(self.run(model, images, labels, eps, seed)?.adversarial);
-        }
+        Ok(self.attack(model, images, labels, eps, seed, false)?.0)
+    }
+
+    /// Runs every restart on a frozen copy of the model; reports per-sample success when
+    /// asked or when restarts need it to pick each sample's point.
+    fn attack(
+        &self,
+        model: &Model,
+        images: Tensor<4>,
+        labels: Tensor<1, Int>,
+        eps: &[f32],
+        seed: u64,
+        report: bool,
+    ) -> Result<(Tensor<4>, Option<Tensor<1, Bool>>)> {
         check_inputs(&images, &labels, eps)?;
+        let model = model.frozen();
         let x = images.detach().without_autodiff();
-        Ok(self.one_run(&model.frozen(), &x, &labels.without_autodiff(), eps, seed))
+        let labels = labels.without_autodiff();
+        let targeted = self.config.targeted;
+        let mut best = self.one_run(&model, &x, &labels, eps, seed);
+        if !report && self.config.restarts == 1 {
+            return Ok((best, None));
+        }
+        let mut hit = success(&model, best.clone(), labels.clone(), targeted);
+        for r in 1..self.config.restarts {
+            let candidate = self.one_run(&model, &x, &labels, eps, seed.wrapping_add(r as u64));
+            let candidate_hit = success(&model, candidate.clone(), labels.clone(), targeted);
+            // Keep the first successful point of each sample.
+            let take = candidate_hit.clone().bool_and(hit.clone().bool_not());
+            let [n, ..] = x.dims();
+            best = best.mask_where(
+                take.clone().reshape([n, 1, 1, 1]).expand(x.shape()),
+                candidate,
+            );
+            hit = hit.bool_or(candidate_hit);
+        }
+        Ok((best, Some(hit)))
     }
 
     fn one_run(
@@ -170,28 +201,10 @@ impl Attack for Pgd {
         eps: &[f32],
         seed: u64,
     ) -> Result<AttackOutput> {
-        check_inputs(&images, &labels, eps)?;
-        let model = model.frozen();
-        let x = images.detach().without_autodiff();
-        let labels = labels.without_autodiff();
-        let targeted = self.config.targeted;
-        let mut best = self.one_run(&model, &x, &labels, eps, seed);
-        let mut hit = success(&model, best.clone(), labels.clone(), targeted);
-        for r in 1..self.config.restarts {
-            let candidate = self.one_run(&model, &x, &labels, eps, seed.wrapping_add(r as u64));
-            let candidate_hit = success(&model, candidate.clone(), labels.clone(), targeted);
-            // Keep the first successful point of each sample.
-            let take = candidate_hit.clone().bool_and(hit.clone().bool_not());
-            let [n, ..] = x.dims();
-            best = best.mask_where(
-                take.clone().reshape([n, 1, 1, 1]).expand(x.shape()),
-                candidate,
-            );
-            hit = hit.bool_or(candidate_hit);
-        }
+        let (adversarial, success) = self.attack(model, images, labels, eps, seed, true)?;
         Ok(AttackOutput {
-            adversarial: best,
-            success: hit,
+            adversarial,
+            success: success.expect("success is reported when asked for"),
         })
     }
 }
