@@ -21,8 +21,9 @@ p = argparse.ArgumentParser()
 p.add_argument("--device", default="cpu")
 p.add_argument("--steps", type=int, default=10)
 p.add_argument("--batch-size", type=int, default=128)
-p.add_argument("--conv", default="32,64")
-p.add_argument("--hidden", type=int, default=1024)
+p.add_argument("--arch", default="madry", choices=["madry", "strided"])
+p.add_argument("--conv", default=None)
+p.add_argument("--hidden", type=int, default=None)
 p.add_argument("--warmup", type=int, default=3)
 p.add_argument("--iters", type=int, default=10)
 a = p.parse_args()
@@ -34,8 +35,9 @@ with gzip.open(data / "mnist/train-labels-idx1-ubyte.gz") as f:
     labels = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.int64)
 
 dev = torch.device(a.device)
-c1, c2 = map(int, a.conv.split(","))
-model = Cnn(conv_channels=(c1, c2), hidden=a.hidden).to(dev)
+c1, c2 = map(int, (a.conv or {"madry": "32,64", "strided": "16,32"}[a.arch]).split(","))
+hidden = a.hidden or {"madry": 1024, "strided": 100}[a.arch]
+model = Cnn(conv_channels=(c1, c2), hidden=hidden, style=a.arch).to(dev)
 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 eps, alpha = 0.3, 0.01
 
@@ -74,6 +76,6 @@ for i in range(a.warmup + a.iters):
     if i >= a.warmup:
         times.append((time.perf_counter() - t0) * 1e3)
 times.sort()
-print(json.dumps({"framework": "pytorch " + torch.__version__, "device": a.device, "threads": torch.get_num_threads(),
+print(json.dumps({"framework": "pytorch " + torch.__version__, "device": a.device, "arch": a.arch, "threads": torch.get_num_threads(),
                   "batch_size": a.batch_size, "pgd_steps": a.steps, "median_ms": times[len(times) // 2],
                   "mean_ms": sum(times) / len(times), "iters": a.iters}))

@@ -11,14 +11,22 @@ import torch.nn.functional as F
 
 
 class Cnn(nn.Module):
-    """conv5x5-c1, pool, conv5x5-c2, pool, fc-hidden, fc-classes (Madry's MNIST net)."""
+    """Two image-halving convolutions, fc-hidden, fc-classes. style "madry": conv5x5-c1, pool,
+    conv5x5-c2, pool (Madry's MNIST net); "strided": conv4x4/2-c1, conv4x4/2-c2 (Wong et al.)."""
 
     def __init__(self, in_channels=1, height=28, width=28, conv_channels=(32, 64), hidden=1024,
-                 num_classes=10, normalization=None):
+                 num_classes=10, normalization=None, style="madry"):
         super().__init__()
         c1, c2 = conv_channels
-        self.conv1 = nn.Conv2d(in_channels, c1, 5, padding=2)
-        self.conv2 = nn.Conv2d(c1, c2, 5, padding=2)
+        self.style = style
+        if style == "madry":
+            self.conv1 = nn.Conv2d(in_channels, c1, 5, padding=2)
+            self.conv2 = nn.Conv2d(c1, c2, 5, padding=2)
+        elif style == "strided":
+            self.conv1 = nn.Conv2d(in_channels, c1, 4, stride=2, padding=1)
+            self.conv2 = nn.Conv2d(c1, c2, 4, stride=2, padding=1)
+        else:
+            raise ValueError(f"unknown cnn style {style}")
         self.fc1 = nn.Linear(c2 * (height // 4) * (width // 4), hidden)
         self.fc2 = nn.Linear(hidden, num_classes)
         norm = normalization or {"mean": [0.0] * in_channels, "std": [1.0] * in_channels}
@@ -27,8 +35,11 @@ class Cnn(nn.Module):
 
     def features(self, x):
         x = (x - self.mean) / self.std
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        if self.style == "madry":
+            x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+            x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        else:
+            x = F.relu(self.conv2(F.relu(self.conv1(x))))
         return F.relu(self.fc1(x.flatten(1)))
 
     def forward(self, x):

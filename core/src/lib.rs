@@ -1,15 +1,18 @@
-//! `rampart-core`: robust image classifiers on Burn — data, models, adversarial attacks,
+//! `rampart-core`: robust classifiers on Burn — data, models (image CNNs and a BERT sentence
+//! encoder for text), adversarial attacks,
 //! robust losses, training, evaluation and bundles. Device-agnostic: the same code runs on
 //! Burn's CPU backend, natively on wgpu, and in a browser on WebGPU.
 
 pub mod attack;
 pub mod bundle;
 pub mod data;
+pub mod encoder;
 pub mod error;
 pub mod eval;
 pub mod export;
 pub mod loss;
 pub mod model;
+pub mod text;
 pub mod train;
 
 pub use error::{Error, Result};

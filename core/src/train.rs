@@ -14,7 +14,7 @@ use burn::tensor::{Bytes, Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::attack::pgd::StepSize;
-use crate::attack::{Norm, PgdConfig};
+use crate::attack::{Attack, Norm, PgdConfig};
 use crate::bundle::{seal, unseal};
 use crate::data::ImageDataset;
 use crate::error::{Error, Result};
@@ -84,6 +84,22 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Write a checkpoint every this many steps (and at each epoch's end).
     pub checkpoint_every: usize,
+    /// After each epoch, attack the first `val_pgd_samples` validation images with L∞ PGD of
+    /// this many steps at the method's ε (step 2.5·ε/steps, random start); 0: no robust
+    /// validation.
+    #[serde(default)]
+    pub val_pgd_steps: usize,
+    #[serde(default = "default_val_pgd_samples")]
+    pub val_pgd_samples: usize,
+    /// Return the epoch with the best validation score (robust accuracy when robust
+    /// validation runs, else clean accuracy) instead of the last: early stopping against
+    /// robust overfitting, chosen on held-out training data only.
+    #[serde(default)]
+    pub keep_best: bool,
+}
+
+fn default_val_pgd_samples() -> usize {
+    1000
 }
 
 impl TrainConfig {
@@ -101,6 +117,9 @@ impl TrainConfig {
             eps_ramp_epochs: 0.0,
             seed: 0,
             checkpoint_every: 100,
+            val_pgd_steps: 0,
+            val_pgd_samples: default_val_pgd_samples(),
+            keep_best: false,
         }
     }
 
@@ -117,6 +136,11 @@ impl TrainConfig {
         }
         if !(self.eps_ramp_epochs.is_finite() && self.eps_ramp_epochs >= 0.0) {
             return bad("eps ramp must be ≥ 0 epochs".into());
+        }
+        if self.val_pgd_steps > 0 && (self.method.eps() <= 0.0 || self.val_pgd_samples == 0) {
+            return bad(
+                "robust validation needs an adversarial method (its ε) and ≥ 1 sample".into(),
+            );
         }
         match &self.method {
             Method::Standard => {}
@@ -177,7 +201,17 @@ pub struct EpochMetrics {
     pub train_accuracy: f64,
     /// Clean accuracy on the validation slice, when one is given.
     pub val_accuracy: Option<f64>,
+    /// Accuracy under the validation PGD attack, when robust validation runs.
+    #[serde(default)]
+    pub val_robust_accuracy: Option<f64>,
     pub seconds: f64,
+}
+
+impl EpochMetrics {
+    /// What `keep_best` maximises.
+    fn score(&self) -> Option<f64> {
+        self.val_robust_accuracy.or(self.val_accuracy)
+    }
 }
 
 /// What the training loop reports as it goes.
@@ -212,12 +246,14 @@ pub struct CheckpointOptions {
 pub struct Trained {
     pub model: Model,
     pub history: Vec<EpochMetrics>,
+    /// The epoch whose weights `model` holds (the last one unless `keep_best`).
+    pub epoch: Option<usize>,
     /// False when the run stopped early through `stop_after_steps`.
     pub completed: bool,
 }
 
 const CHECKPOINT_MAGIC: &[u8; 8] = b"RMPTCKPT";
-const CHECKPOINT_VERSION: u32 = 1;
+const CHECKPOINT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct CheckpointHeader {
@@ -228,6 +264,9 @@ struct CheckpointHeader {
     batch: usize,
     history: Vec<EpochMetrics>,
     running: Running,
+    /// The epoch whose weights the third section holds (`keep_best`).
+    #[serde(default)]
+    best_epoch: Option<usize>,
 }
 
 impl CheckpointHeader {
@@ -238,6 +277,7 @@ impl CheckpointHeader {
         (epoch, batch): (usize, usize),
         history: &[EpochMetrics],
         running: &Running,
+        best: Option<&(usize, Model)>,
     ) -> Self {
         Self {
             config: config.clone(),
@@ -246,6 +286,7 @@ impl CheckpointHeader {
             batch,
             history: history.to_vec(),
             running: running.clone(),
+            best_epoch: best.map(|b| b.0),
         }
     }
 }
@@ -263,13 +304,20 @@ fn save_checkpoint(
     header: &CheckpointHeader,
     model: &Model,
     optim: &ModuleOptimizer,
+    best: Option<&(usize, Model)>,
 ) -> Result<()> {
     let ck = |e: String| Error::Checkpoint(e);
-    let weights = model
-        .clone()
-        .into_record()
-        .into_bytes()
-        .map_err(|e| ck(e.to_string()))?;
+    let bytes = |m: &Model| {
+        m.clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| ck(e.to_string()))
+    };
+    let weights = bytes(model)?;
+    let best = match best {
+        Some((_, m)) => bytes(m)?,
+        None => Bytes::from_bytes_vec(Vec::new()),
+    };
     let optim = optim.into_bytes().map_err(|e| ck(e.to_string()))?;
     let header = serde_json::to_vec(header).map_err(|e| ck(e.to_string()))?;
     crate::write_atomically(
@@ -278,16 +326,19 @@ fn save_checkpoint(
             CHECKPOINT_MAGIC,
             CHECKPOINT_VERSION,
             &header,
-            &[&weights, &optim],
+            &[&weights, &optim, &best],
         ),
     )
 }
 
-fn load_checkpoint(
-    path: &Path,
-    device: &Device,
-    fresh_optim: ModuleOptimizer,
-) -> Result<(CheckpointHeader, Model, ModuleOptimizer)> {
+type Restored = (
+    CheckpointHeader,
+    Model,
+    ModuleOptimizer,
+    Option<(usize, Model)>,
+);
+
+fn load_checkpoint(path: &Path, device: &Device, fresh_optim: ModuleOptimizer) -> Result<Restored> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.into(),
         source,
@@ -296,23 +347,30 @@ fn load_checkpoint(
         &bytes,
         CHECKPOINT_MAGIC,
         CHECKPOINT_VERSION,
-        2,
+        3,
         "checkpoint",
     )
     .map_err(Error::Checkpoint)?;
     let header: CheckpointHeader = serde_json::from_slice(header)
         .map_err(|e| Error::Checkpoint(format!("unreadable header: {e}")))?;
-    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(sections[0].to_vec()))
-        .map_err(|e| Error::Checkpoint(e.to_string()))?;
-    let model = header
-        .model
-        .init(device)?
-        .try_load_record(record)
-        .map_err(|e| Error::Checkpoint(e.to_string()))?;
+    let load = |bytes: &[u8]| -> Result<Model> {
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
+            .map_err(|e| Error::Checkpoint(e.to_string()))?;
+        header
+            .model
+            .init(device)?
+            .try_load_record(record)
+            .map_err(|e| Error::Checkpoint(e.to_string()))
+    };
+    let model = load(sections[0])?;
+    let best = match header.best_epoch {
+        Some(epoch) => Some((epoch, load(sections[2])?)),
+        None => None,
+    };
     let optim = fresh_optim
         .from_bytes(Bytes::from_bytes_vec(sections[1].to_vec()))
         .map_err(|e| Error::Checkpoint(e.to_string()))?;
-    Ok((header, model, optim))
+    Ok((header, model, optim, best))
 }
 
 fn step_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
@@ -347,35 +405,44 @@ pub fn train(
             ),
         ));
     }
+    if config.keep_best && val_set.is_none_or(|v| v.is_empty()) {
+        return Err(Error::invalid(
+            "training config",
+            "keeping the best epoch needs a validation set",
+        ));
+    }
     let device = device.clone().autodiff();
     let mut optim = config.optimizer();
     let resume_from = checkpoint.filter(|c| c.resume && c.path.exists());
-    let (mut model, mut history, start_epoch, start_batch, mut running) = match resume_from {
-        Some(c) => {
-            let (header, model, o) = load_checkpoint(&c.path, &device, optim)?;
-            if header.config != *config || header.model != *model_config {
-                return Err(Error::Checkpoint(format!(
-                    "{} was written by a run with another recipe or architecture",
-                    c.path.display()
-                )));
+    let (mut model, mut history, start_epoch, start_batch, mut running, mut best) =
+        match resume_from {
+            Some(c) => {
+                let (header, model, o, best) = load_checkpoint(&c.path, &device, optim)?;
+                if header.config != *config || header.model != *model_config {
+                    return Err(Error::Checkpoint(format!(
+                        "{} was written by a run with another recipe or architecture",
+                        c.path.display()
+                    )));
+                }
+                optim = o;
+                (
+                    model,
+                    header.history,
+                    header.epoch,
+                    header.batch,
+                    header.running,
+                    best,
+                )
             }
-            optim = o;
-            (
-                model,
-                header.history,
-                header.epoch,
-                header.batch,
-                header.running,
-            )
-        }
-        None => (
-            initial_model(model_config, config.seed, &device)?,
-            Vec::new(),
-            0,
-            0,
-            Running::default(),
-        ),
-    };
+            None => (
+                initial_model(model_config, config.seed, &device)?,
+                Vec::new(),
+                0,
+                0,
+                Running::default(),
+                None,
+            ),
+        };
 
     let steps_per_epoch = train_set.len().div_ceil(config.batch_size);
     on_event(TrainEvent::Start {
@@ -413,15 +480,22 @@ pub fn train(
                 if (b + 1) % config.checkpoint_every.max(1) == 0 && b + 1 < batches.len() {
                     running.seconds += clock.elapsed().as_secs_f64();
                     clock = Instant::now();
-                    let header =
-                        CheckpointHeader::at(config, model_config, next, &history, &running);
-                    save_checkpoint(&c.path, &header, &model, &optim)?;
+                    let header = CheckpointHeader::at(
+                        config,
+                        model_config,
+                        next,
+                        &history,
+                        &running,
+                        best.as_ref(),
+                    );
+                    save_checkpoint(&c.path, &header, &model, &optim, best.as_ref())?;
                     on_event(TrainEvent::Checkpoint { path: &c.path });
                 }
                 if c.stop_after_steps.is_some_and(|s| steps_this_process >= s) {
                     return Ok(Trained {
                         model,
                         history,
+                        epoch: None,
                         completed: false,
                     });
                 }
@@ -429,28 +503,61 @@ pub fn train(
         }
         running.seconds += clock.elapsed().as_secs_f64();
         let val_accuracy = val_set.map(|v| clean_accuracy_sync(&model, v, 500, &device));
+        let val_robust_accuracy = match val_set {
+            Some(v) if config.val_pgd_steps > 0 => Some(robust_accuracy_sync(
+                &model,
+                v,
+                config,
+                &device,
+                step_seed(config.seed, epoch, usize::MAX),
+            )?),
+            _ => None,
+        };
         let metrics = EpochMetrics {
             epoch,
             lr,
             train_loss: running.loss_sum / running.seen.max(1) as f64,
             train_accuracy: running.correct as f64 / running.seen.max(1) as f64,
             val_accuracy,
+            val_robust_accuracy,
             seconds: running.seconds,
         };
         on_event(TrainEvent::Epoch(&metrics));
+        if config.keep_best {
+            let best_score = best
+                .as_ref()
+                .and_then(|(e, _)| history.get(*e))
+                .and_then(EpochMetrics::score);
+            // Ties go to the later epoch, which has trained longer.
+            if metrics.score() >= best_score {
+                best = Some((epoch, model.clone()));
+            }
+        }
         history.push(metrics);
         running = Running::default();
         epoch += 1;
         first_batch = 0;
         if let Some(c) = checkpoint {
-            let header = CheckpointHeader::at(config, model_config, (epoch, 0), &history, &running);
-            save_checkpoint(&c.path, &header, &model, &optim)?;
+            let header = CheckpointHeader::at(
+                config,
+                model_config,
+                (epoch, 0),
+                &history,
+                &running,
+                best.as_ref(),
+            );
+            save_checkpoint(&c.path, &header, &model, &optim, best.as_ref())?;
             on_event(TrainEvent::Checkpoint { path: &c.path });
         }
     }
+    let (epoch, model) = match best {
+        Some((e, m)) => (e, m),
+        None => (config.epochs - 1, model),
+    };
     Ok(Trained {
         model,
         history,
+        epoch: Some(epoch),
         completed: true,
     })
 }
@@ -536,6 +643,39 @@ fn clean_accuracy_sync(model: &Model, data: &ImageDataset, batch: usize, device:
             .into_scalar::<i64>();
     }
     correct as f64 / data.len().max(1) as f64
+}
+
+/// Accuracy under the recipe's validation PGD on the first `val_pgd_samples` images.
+fn robust_accuracy_sync(
+    model: &Model,
+    data: &ImageDataset,
+    config: &TrainConfig,
+    device: &Device,
+    seed: u64,
+) -> Result<f64> {
+    let eps = config.method.eps();
+    let steps = config.val_pgd_steps;
+    let attack = PgdConfig {
+        step_size: StepSize::Absolute(2.5 * eps / steps as f32),
+        ..PgdConfig::new(Norm::Linf, steps)
+    }
+    .init()?;
+    let n = data.len().min(config.val_pgd_samples);
+    let idx: Vec<usize> = (0..n).collect();
+    let mut held = 0usize;
+    for (b, chunk) in idx.chunks(250).enumerate() {
+        let (x, y) = data.batch(chunk, device);
+        let out = attack.run(
+            model,
+            x,
+            y,
+            &vec![eps; chunk.len()],
+            seed.wrapping_add(b as u64),
+        )?;
+        let broken = out.success.int().sum().into_scalar::<i64>() as usize;
+        held += chunk.len() - broken;
+    }
+    Ok(held as f64 / n.max(1) as f64)
 }
 
 /// Initial weights drawn on the CPU from `seed`, then placed on `device`: every backend

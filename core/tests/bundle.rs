@@ -94,3 +94,28 @@ fn class_names_must_match_the_model() {
         Err(Error::Bundle(_))
     ));
 }
+
+#[test]
+fn strided_networks_round_trip_and_old_configs_read_as_madry() {
+    let device = cpu();
+    let config = ModelConfig::Cnn(CnnConfig::strided(1, 8, 8, 3).with_widths([4, 8], 16));
+    let model = config.init_seeded(&device, 3).unwrap();
+    let b = Bundle::new(&model, header(config.clone()))
+        .unwrap()
+        .to_bytes();
+    let b = Bundle::from_bytes(&b).unwrap();
+    assert_eq!(b.header.model, config);
+    let x = images(3, 4, &device);
+    let logits = model.forward(x.clone());
+    assert_eq!(logits.dims(), [3, 3]);
+    assert_eq!(to_vec(logits), to_vec(b.model(&device).unwrap().forward(x)));
+    // conv4×4 weights, not conv5×5.
+    let w = model.named_weights();
+    assert_eq!(w[0].1, vec![4, 1, 4, 4]);
+
+    // Bundles written before the style field existed hold Madry networks.
+    let mut json = serde_json::to_value(tiny_config(3)).unwrap();
+    json.as_object_mut().unwrap().remove("style");
+    let old: ModelConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old, tiny_config(3));
+}

@@ -101,13 +101,20 @@ fn resuming_an_interrupted_run_matches_an_uninterrupted_one() {
     let device = cpu();
     let train_set = bars(300, 3);
     let val = bars(60, 4);
-    let config = recipe(
-        Method::FgsmRs {
-            eps: 0.2,
-            alpha: 0.25,
-        },
-        2,
-    );
+    // Robust validation and best-epoch selection on, so that the checkpoint carries the
+    // kept epoch's weights across the interruptions too.
+    let config = TrainConfig {
+        val_pgd_steps: 3,
+        val_pgd_samples: 40,
+        keep_best: true,
+        ..recipe(
+            Method::FgsmRs {
+                eps: 0.2,
+                alpha: 0.25,
+            },
+            2,
+        )
+    };
     let dir = tempfile::tempdir().unwrap();
 
     let whole = train(
@@ -173,10 +180,77 @@ fn resuming_an_interrupted_run_matches_an_uninterrupted_one() {
         assert_eq!(a.train_loss, b.train_loss, "epoch {}", a.epoch);
         assert_eq!(a.train_accuracy, b.train_accuracy);
         assert_eq!(a.val_accuracy, b.val_accuracy);
+        assert!(a.val_robust_accuracy.is_some());
+        assert_eq!(a.val_robust_accuracy, b.val_robust_accuracy);
     }
+    assert_eq!(whole.epoch, resumed.epoch);
     let w1 = whole.model.named_weights();
     let w2 = resumed.model.named_weights();
     assert_eq!(w1, w2, "final weights differ");
+}
+
+#[test]
+fn keep_best_returns_the_best_validation_epoch() {
+    let device = cpu();
+    let train_set = bars(200, 8);
+    let val = bars(80, 9);
+    // A learning rate high enough that epochs differ on validation.
+    let config = TrainConfig {
+        keep_best: true,
+        lr: 3e-2,
+        ..recipe(Method::Standard, 4)
+    };
+    let run = train(
+        &tiny_config(3),
+        &config,
+        &train_set,
+        Some(&val),
+        &device,
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    let kept = run.epoch.unwrap();
+    let scores: Vec<f64> = run
+        .history
+        .iter()
+        .map(|m| m.val_accuracy.unwrap())
+        .collect();
+    let best = scores.iter().cloned().fold(f64::MIN, f64::max);
+    assert_eq!(scores[kept], best, "kept epoch {kept} of {scores:?}");
+    assert!(
+        scores[kept + 1..].iter().all(|s| *s < best),
+        "ties go to the later epoch"
+    );
+    let report = pollster::block_on(evaluate(
+        &run.model,
+        &val,
+        &[],
+        &[],
+        50,
+        &device,
+        0,
+        &mut |_, _| {},
+    ))
+    .unwrap();
+    assert_eq!(
+        report.clean_accuracy, best,
+        "the returned weights are not epoch {kept}'s"
+    );
+
+    let no_val = train(
+        &tiny_config(3),
+        &config,
+        &train_set,
+        None,
+        &device,
+        None,
+        &mut |_| {},
+    );
+    assert!(
+        no_val.is_err(),
+        "keep_best without a validation set must be refused"
+    );
 }
 
 #[test]

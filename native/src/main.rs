@@ -2,6 +2,7 @@
 
 mod device;
 mod image;
+mod text;
 
 use std::path::{Path, PathBuf};
 
@@ -56,6 +57,9 @@ enum Command {
     Samples(SamplesArgs),
     /// Time adversarial-training steps (bench/at_step.sh compares them with PyTorch).
     BenchStep(BenchStepArgs),
+    /// Accident-report classification (ABEX-RAT): train, eval, predict.
+    #[command(subcommand)]
+    Text(text::TextCommand),
 }
 
 #[derive(Args)]
@@ -65,14 +69,51 @@ struct BenchStepArgs {
     /// PGD steps per training step (0: standard training).
     #[arg(long, default_value_t = 10)]
     steps: usize,
-    #[arg(long, value_delimiter = ',', default_value = "32,64")]
-    conv: Vec<usize>,
-    #[arg(long, default_value_t = 1024)]
-    hidden: usize,
+    #[command(flatten)]
+    arch: ArchArgs,
     #[arg(long, default_value_t = 3)]
     warmup: usize,
     #[arg(long, default_value_t = 10)]
     iters: usize,
+}
+
+/// The network: its style and widths.
+#[derive(Args)]
+struct ArchArgs {
+    /// madry: conv5×5, pool, conv5×5, pool, fc, fc (Madry et al.; widths 32,64 and 1024);
+    /// strided: conv4×4/2, conv4×4/2, fc, fc (Wong et al.'s fast-AT net; 16,32 and 100).
+    #[arg(long, value_enum, default_value_t = ArchArg::Madry)]
+    arch: ArchArg,
+    /// Convolution widths, e.g. 32,64 (default: the architecture's).
+    #[arg(long, value_delimiter = ',')]
+    conv: Option<Vec<usize>>,
+    /// Width of the hidden fully connected layer (default: the architecture's).
+    #[arg(long)]
+    hidden: Option<usize>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ArchArg {
+    Madry,
+    Strided,
+}
+
+impl ArchArgs {
+    fn config(&self, [c, h, w]: [usize; 3], classes: usize) -> Result<ModelConfig> {
+        let base = match self.arch {
+            ArchArg::Madry => CnnConfig::madry(c, h, w, classes),
+            ArchArg::Strided => CnnConfig::strided(c, h, w, classes),
+        };
+        let conv = match self.conv.as_deref() {
+            None => base.conv_channels,
+            Some(&[c1, c2]) => [c1, c2],
+            Some(_) => bail!("--conv takes two widths, e.g. 32,64"),
+        };
+        let hidden = self.hidden.unwrap_or(base.hidden);
+        let config = ModelConfig::Cnn(base.with_widths(conv, hidden));
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 #[derive(Args)]
@@ -150,12 +191,19 @@ struct TrainArgs {
     /// Grow ε linearly from 0 over this many epochs.
     #[arg(long, default_value_t = 0.0)]
     eps_ramp: f32,
-    /// Convolution widths, e.g. 32,64 (Madry) or 16,32.
-    #[arg(long, value_delimiter = ',', default_value = "32,64")]
-    conv: Vec<usize>,
-    /// Width of the hidden fully connected layer.
-    #[arg(long, default_value_t = 1024)]
-    hidden: usize,
+    /// After each epoch, PGD with this many steps at the training ε on the validation slice
+    /// (0: clean validation only).
+    #[arg(long, default_value_t = 0)]
+    val_pgd_steps: usize,
+    /// Validation images the validation PGD attacks.
+    #[arg(long, default_value_t = 1000)]
+    val_pgd_samples: usize,
+    /// Keep the epoch with the best validation accuracy (robust when --val-pgd-steps > 0)
+    /// rather than the last.
+    #[arg(long)]
+    keep_best: bool,
+    #[command(flatten)]
+    arch: ArchArgs,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Train on the first N training images only.
@@ -315,6 +363,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Predict(a) => cmd_predict(a, cli.device, &data_dir),
         Command::Samples(a) => cmd_samples(a, &data_dir),
         Command::BenchStep(a) => cmd_bench_step(a, cli.device, &data_dir),
+        Command::Text(c) => text::run(c, cli.device, &data_dir),
     }
 }
 
@@ -385,15 +434,11 @@ fn cmd_train(a: TrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> 
         eps_ramp_epochs: a.eps_ramp,
         seed: a.seed,
         checkpoint_every: a.checkpoint_every,
+        val_pgd_steps: a.val_pgd_steps,
+        val_pgd_samples: a.val_pgd_samples,
+        keep_best: a.keep_best,
     };
-    let [c, h, w] = train_set.shape();
-    if a.conv.len() != 2 {
-        bail!("--conv takes two widths, e.g. 32,64");
-    }
-    let model_config = ModelConfig::Cnn(
-        CnnConfig::madry(c, h, w, train_set.num_classes())
-            .with_widths([a.conv[0], a.conv[1]], a.hidden),
-    );
+    let model_config = a.arch.config(train_set.shape(), train_set.num_classes())?;
     let dev = device.init()?;
     let checkpoint = CheckpointOptions {
         path: a
@@ -441,12 +486,13 @@ fn cmd_train(a: TrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> 
             TrainEvent::Epoch(m) => {
                 if let Some(p) = &pb {
                     p.suspend(|| eprintln!(
-                        "epoch {:>3}  lr {:.1e}  loss {:.4}  train acc {:.4}  val acc {}  {:.0}s",
+                        "epoch {:>3}  lr {:.1e}  loss {:.4}  train acc {:.4}  val acc {}{}  {:.0}s",
                         m.epoch + 1,
                         m.lr,
                         m.train_loss,
                         m.train_accuracy,
                         m.val_accuracy.map_or("-".into(), |v| format!("{v:.4}")),
+                        m.val_robust_accuracy.map_or(String::new(), |v| format!("  val pgd {v:.4}")),
                         m.seconds
                     ));
                 }
@@ -466,6 +512,8 @@ fn cmd_train(a: TrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> 
         "dataset": kind.name(),
         "method": config.method.name(),
         "history": trained.history,
+        // 1-based, like the progress lines.
+        "kept_epoch": trained.epoch.map(|e| e + 1),
         "train_seconds": trained.history.iter().map(|m| m.seconds).sum::<f64>(),
     });
     if a.test_size > 0 {
@@ -817,12 +865,7 @@ fn cmd_samples(a: SamplesArgs, data_dir: &Path) -> Result<()> {
 fn cmd_bench_step(a: BenchStepArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
     use rampart_core::train::{optimizer, train_step};
     let (_, train_set) = load_split("mnist", data_dir, Split::Train)?;
-    if a.conv.len() != 2 {
-        bail!("--conv takes two widths");
-    }
-    let model_config = ModelConfig::Cnn(
-        CnnConfig::madry(1, 28, 28, 10).with_widths([a.conv[0], a.conv[1]], a.hidden),
-    );
+    let model_config = a.arch.config([1, 28, 28], 10)?;
     let method = if a.steps == 0 {
         Method::Standard
     } else {
@@ -853,7 +896,7 @@ fn cmd_bench_step(a: BenchStepArgs, device: DeviceChoice, data_dir: &Path) -> Re
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     println!(
         "{}",
-        serde_json::json!({"framework": "rampart", "device": format!("{device:?}").to_lowercase(), "batch_size": a.batch_size,
+        serde_json::json!({"framework": "rampart", "device": format!("{device:?}").to_lowercase(), "arch": model_config.arch_label(), "batch_size": a.batch_size,
             "pgd_steps": a.steps, "median_ms": median, "mean_ms": mean, "iters": a.iters})
     );
     Ok(())

@@ -404,3 +404,41 @@ fn wgpu_training_steps_match_cpu() {
     );
     assert_eq!(cpu["test_clean_accuracy"], gpu["test_clean_accuracy"]);
 }
+
+/// The strided network trains with robust validation and keeps its best epoch.
+#[test]
+fn strided_pgd_at_with_robust_validation_keeps_the_best_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = tiny_bundle(
+        dir.path(),
+        &[
+            "--arch",
+            "strided",
+            "--method",
+            "pgd-at",
+            "--eps",
+            "0.1",
+            "--steps",
+            "2",
+            "--val-pgd-steps",
+            "3",
+            "--val-pgd-samples",
+            "100",
+            "--keep-best",
+        ],
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.with_extension("json")).unwrap())
+            .unwrap();
+    let history = metrics["history"].as_array().unwrap();
+    let robust: Vec<f64> = history
+        .iter()
+        .map(|m| m["val_robust_accuracy"].as_f64().unwrap())
+        .collect();
+    let kept = metrics["kept_epoch"].as_u64().unwrap() as usize;
+    let best = robust.iter().cloned().fold(f64::MIN, f64::max);
+    assert_eq!(robust[kept - 1], best, "kept epoch {kept} of {robust:?}");
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", bundle.to_str().unwrap(), "--json"])).unwrap();
+    assert_eq!(info["header"]["model"]["style"], "strided");
+}

@@ -10,6 +10,8 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+pub mod text;
+
 use crate::error::{Error, Result};
 
 const IDX_LABELS_MAGIC: u32 = 0x0000_0801;

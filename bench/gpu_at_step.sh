@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The PGD-10 adversarial-training step (Madry MNIST CNN, batch 128, Adam) on a machine with an
+# NVIDIA GPU: Rampart over wgpu (Vulkan) and PyTorch over CUDA, in one run, plus both on the host
+# CPU. Prints JSON lines and the ratios.
+#   RAMPART_BIN=path/to/rampart RAMPART_DATA=dir-with-mnist bash bench/gpu_at_step.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin="${RAMPART_BIN:?set RAMPART_BIN to a release build of rampart}"
+data="${RAMPART_DATA:?set RAMPART_DATA to a folder holding mnist/}"
+out="$(mktemp)"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
+export CUBECL_AUTOTUNE_LEVEL="${CUBECL_AUTOTUNE_LEVEL:-balanced}"
+python3 bench/at_step_torch.py --device cuda --warmup 5 --iters 30 | tee -a "$out"
+"$bin" --data-dir "$data" --device wgpu bench-step --warmup 5 --iters 30 | tee -a "$out"
+# The same step again after the kernels are compiled and tuned, and PyTorch once more, so that
+# the two frameworks' numbers interleave.
+"$bin" --data-dir "$data" --device wgpu bench-step --warmup 3 --iters 30 | tee -a "$out"
+python3 bench/at_step_torch.py --device cuda --warmup 5 --iters 30 | tee -a "$out"
+"$bin" --data-dir "$data" --device cpu bench-step --warmup 2 --iters 5 | tee -a "$out"
+python3 bench/at_step_torch.py --device cpu --warmup 2 --iters 5 | tee -a "$out"
+python3 - "$out" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+for dev in ("cuda", "cpu"):
+    torch = [r["median_ms"] for r in rows if r["framework"].startswith("pytorch") and r["device"] == dev]
+    ours = [r["median_ms"] for r in rows if r["framework"] == "rampart" and r["device"] == ("wgpu" if dev == "cuda" else "cpu")]
+    t, o = min(torch), ours[-1]
+    print(f"{dev}: pytorch {t:.1f} ms/step, rampart {'wgpu' if dev == 'cuda' else 'cpu'} {o:.1f} ms/step -> {t / o:.2f}x PyTorch")
+PY

@@ -1,0 +1,456 @@
+//! A BERT sentence encoder in Burn (all-MiniLM-L6-v2: 6 layers, hidden 384, 12 heads), loaded
+//! from the `safetensors` weights and `tokenizer.json` of a sentence-transformers release.
+//!
+//! An embedding is the attention-masked mean of the last layer's token vectors, L2-normalised.
+//! Reports longer than the model's window (`max_tokens`, 256 for MiniLM, counting `[CLS]` and
+//! `[SEP]`) are cut into consecutive windows of `max_tokens − 2` word pieces, each framed by
+//! `[CLS]` … `[SEP]` and encoded on its own; the text's embedding is the mean over the token
+//! vectors of all windows (each window weighted by its length), then L2-normalised. A text that
+//! fits one window gets exactly the sentence-transformers embedding; a longer one is read in
+//! full instead of truncated.
+
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// The fields of a BERT `config.json` the encoder needs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f64,
+}
+
+impl BertConfig {
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let c: BertConfig = serde_json::from_slice(bytes)
+            .map_err(|e| Error::invalid("encoder config.json", e.to_string()))?;
+        if c.hidden_size == 0
+            || c.num_attention_heads == 0
+            || !c.hidden_size.is_multiple_of(c.num_attention_heads)
+        {
+            return Err(Error::invalid(
+                "encoder config.json",
+                "hidden_size must be a positive multiple of num_attention_heads",
+            ));
+        }
+        Ok(c)
+    }
+}
+
+#[derive(Module, Debug)]
+struct BertLayer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attention_out: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+}
+
+/// BERT's encoder stack (no pooler: sentence embeddings pool the token vectors).
+#[derive(Module, Debug)]
+pub struct Bert {
+    word_embeddings: Embedding,
+    position_embeddings: Embedding,
+    token_type_embeddings: Embedding,
+    embedding_norm: LayerNorm,
+    layers: Vec<BertLayer>,
+    #[module(skip)]
+    heads: usize,
+}
+
+impl BertLayer {
+    fn forward(&self, x: Tensor<3>, bias: Tensor<4>, heads: usize) -> Tensor<3> {
+        let [b, l, h] = x.dims();
+        let dh = h / heads;
+        let split = |t: Tensor<3>| t.reshape([b, l, heads, dh]).swap_dims(1, 2);
+        let q = split(self.query.forward(x.clone()));
+        let k = split(self.key.forward(x.clone()));
+        let v = split(self.value.forward(x.clone()));
+        let scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt() + bias;
+        let context = softmax(scores, 3)
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([b, l, h]);
+        let x = self
+            .attention_norm
+            .forward(self.attention_out.forward(context) + x);
+        let inner = gelu(self.intermediate.forward(x.clone()));
+        self.output_norm.forward(self.output.forward(inner) + x)
+    }
+}
+
+impl Bert {
+    /// Token vectors of the last layer, `[batch, length, hidden]`. `mask` is 1 for tokens and
+    /// 0 for padding.
+    pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<3> {
+        let [b, l] = ids.dims();
+        let device = ids.device();
+        let positions = Tensor::<1, Int>::arange(0..l as i64, &device)
+            .reshape([1, l])
+            .expand([b, l]);
+        let types = Tensor::<2, Int>::zeros([b, l], &device);
+        let x = self.word_embeddings.forward(ids)
+            + self.position_embeddings.forward(positions)
+            + self.token_type_embeddings.forward(types);
+        let mut x = self.embedding_norm.forward(x);
+        // Padding gets a large negative attention score: exp() of it is exactly 0 in f32.
+        let bias = (mask.reshape([b, 1, 1, l]) - 1.0) * 1e9;
+        for layer in &self.layers {
+            x = layer.forward(x, bias.clone(), self.heads);
+        }
+        x
+    }
+}
+
+/// Reads named f32 tensors out of a safetensors file.
+struct Weights<'a> {
+    st: safetensors::SafeTensors<'a>,
+    device: Device,
+}
+
+impl Weights<'_> {
+    fn raw(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let t = self
+            .st
+            .tensor(name)
+            .map_err(|_| Error::invalid("encoder weights", format!("no tensor {name}")))?;
+        if t.shape() != shape {
+            return Err(Error::invalid(
+                "encoder weights",
+                format!("{name} has shape {:?}, expected {shape:?}", t.shape()),
+            ));
+        }
+        if t.dtype() != safetensors::Dtype::F32 {
+            return Err(Error::invalid(
+                "encoder weights",
+                format!("{name} is {:?}, expected F32", t.dtype()),
+            ));
+        }
+        Ok(t.data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
+    fn vector(&self, name: &str, n: usize) -> Result<Param<Tensor<1>>> {
+        let v = self.raw(name, &[n])?;
+        Ok(Param::from_tensor(Tensor::from_data(
+            TensorData::new(v, [n]),
+            &self.device,
+        )))
+    }
+
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Param<Tensor<2>>> {
+        let v = self.raw(name, &[rows, cols])?;
+        Ok(Param::from_tensor(Tensor::from_data(
+            TensorData::new(v, [rows, cols]),
+            &self.device,
+        )))
+    }
+
+    /// A PyTorch `nn.Linear` (`[out, in]` weight), stored the Burn way (`[in, out]`).
+    fn linear(&self, prefix: &str, inputs: usize, outputs: usize) -> Result<Linear> {
+        let w = self.raw(&format!("{prefix}.weight"), &[outputs, inputs])?;
+        let mut t = vec![0f32; w.len()];
+        for o in 0..outputs {
+            for i in 0..inputs {
+                t[i * outputs + o] = w[o * inputs + i];
+            }
+        }
+        let mut linear = LinearConfig::new(inputs, outputs).init(&self.device);
+        linear.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(t, [inputs, outputs]),
+            &self.device,
+        ));
+        linear.bias = Some(self.vector(&format!("{prefix}.bias"), outputs)?);
+        Ok(linear)
+    }
+
+    fn layer_norm(&self, prefix: &str, n: usize, eps: f64) -> Result<LayerNorm> {
+        let mut norm = LayerNormConfig::new(n).with_epsilon(eps).init(&self.device);
+        norm.gamma = self.vector(&format!("{prefix}.weight"), n)?;
+        norm.beta = Some(self.vector(&format!("{prefix}.bias"), n)?);
+        Ok(norm)
+    }
+
+    fn embedding(&self, name: &str, rows: usize, cols: usize) -> Result<Embedding> {
+        let mut e = EmbeddingConfig::new(rows, cols).init(&self.device);
+        e.weight = self.matrix(name, rows, cols)?;
+        Ok(e)
+    }
+}
+
+impl Bert {
+    /// Loads BERT weights named as in a `BertModel` export without the `bert.` prefix
+    /// (`embeddings.word_embeddings.weight`, `encoder.layer.N.attention.self.query.weight`, …).
+    pub fn from_safetensors(config: &BertConfig, bytes: &[u8], device: &Device) -> Result<Self> {
+        let st = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| Error::invalid("encoder weights", e.to_string()))?;
+        let w = Weights {
+            st,
+            device: device.clone(),
+        };
+        let h = config.hidden_size;
+        let eps = config.layer_norm_eps;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for n in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{n}");
+            layers.push(BertLayer {
+                query: w.linear(&format!("{p}.attention.self.query"), h, h)?,
+                key: w.linear(&format!("{p}.attention.self.key"), h, h)?,
+                value: w.linear(&format!("{p}.attention.self.value"), h, h)?,
+                attention_out: w.linear(&format!("{p}.attention.output.dense"), h, h)?,
+                attention_norm: w.layer_norm(&format!("{p}.attention.output.LayerNorm"), h, eps)?,
+                intermediate: w.linear(
+                    &format!("{p}.intermediate.dense"),
+                    h,
+                    config.intermediate_size,
+                )?,
+                output: w.linear(&format!("{p}.output.dense"), config.intermediate_size, h)?,
+                output_norm: w.layer_norm(&format!("{p}.output.LayerNorm"), h, eps)?,
+            });
+        }
+        Ok(Bert {
+            word_embeddings: w.embedding(
+                "embeddings.word_embeddings.weight",
+                config.vocab_size,
+                h,
+            )?,
+            position_embeddings: w.embedding(
+                "embeddings.position_embeddings.weight",
+                config.max_position_embeddings,
+                h,
+            )?,
+            token_type_embeddings: w.embedding(
+                "embeddings.token_type_embeddings.weight",
+                config.type_vocab_size,
+                h,
+            )?,
+            embedding_norm: w.layer_norm("embeddings.LayerNorm", h, eps)?,
+            layers,
+            heads: config.num_attention_heads,
+        })
+    }
+}
+
+/// One window of word pieces, framed by `[CLS]` and `[SEP]`, and the text it belongs to.
+struct Window {
+    text: usize,
+    ids: Vec<u32>,
+}
+
+/// Tokeniser + BERT + pooling: texts in, unit vectors out.
+pub struct SentenceEncoder {
+    tokenizer: tokenizers::Tokenizer,
+    bert: Bert,
+    cls: u32,
+    sep: u32,
+    pad: u32,
+    max_tokens: usize,
+    hidden: usize,
+    /// SHA-256 of the weights and tokeniser: embeddings cached under another model are stale.
+    pub fingerprint: String,
+}
+
+impl SentenceEncoder {
+    /// Builds the encoder from the bytes of `config.json`, `model.safetensors` and
+    /// `tokenizer.json` (no file system needed, so the browser can use it too).
+    pub fn from_bytes(
+        config_json: &[u8],
+        weights: &[u8],
+        tokenizer_json: &[u8],
+        max_tokens: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let config = BertConfig::from_json(config_json)?;
+        if !(3..=config.max_position_embeddings).contains(&max_tokens) {
+            return Err(Error::invalid(
+                "encoder",
+                format!(
+                    "max_tokens must be in 3..={}, got {max_tokens}",
+                    config.max_position_embeddings
+                ),
+            ));
+        }
+        let mut tokenizer = tokenizers::Tokenizer::from_bytes(tokenizer_json)
+            .map_err(|e| Error::invalid("tokenizer.json", e.to_string()))?;
+        // The release's tokenizer pads and truncates to 128; windows are made here instead.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| Error::invalid("tokenizer.json", e.to_string()))?;
+        let id = |t: &str| {
+            tokenizer
+                .token_to_id(t)
+                .ok_or_else(|| Error::invalid("tokenizer.json", format!("no {t} token")))
+        };
+        let (cls, sep, pad) = (id("[CLS]")?, id("[SEP]")?, id("[PAD]")?);
+        let bert = Bert::from_safetensors(&config, weights, device)?;
+        let mut hash = Sha256::new();
+        hash.update(config_json);
+        hash.update(weights);
+        hash.update(tokenizer_json);
+        hash.update((max_tokens as u64).to_le_bytes());
+        let fingerprint = format!("{:x}", hash.finalize());
+        Ok(Self {
+            tokenizer,
+            bert,
+            cls,
+            sep,
+            pad,
+            max_tokens,
+            hidden: config.hidden_size,
+            fingerprint,
+        })
+    }
+
+    /// The encoder of a sentence-transformers folder (`config.json`, `model.safetensors`,
+    /// `tokenizer.json`), with windows of 256 tokens.
+    pub fn load(dir: &std::path::Path, device: &Device) -> Result<Self> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            if !path.exists() {
+                return Err(Error::MissingFile { path });
+            }
+            std::fs::read(&path).map_err(|source| Error::Io { path, source })
+        };
+        Self::from_bytes(
+            &read("config.json")?,
+            &read("model.safetensors")?,
+            &read("tokenizer.json")?,
+            256,
+            device,
+        )
+    }
+
+    pub fn dim(&self) -> usize {
+        self.hidden
+    }
+
+    /// Word-piece ids of a text, without special tokens.
+    pub fn word_pieces(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| Error::invalid("tokenizer", e.to_string()))?
+            .get_ids()
+            .to_vec())
+    }
+
+    fn windows(&self, texts: &[&str]) -> Result<Vec<Window>> {
+        let span = self.max_tokens - 2;
+        let mut windows = Vec::new();
+        for (t, text) in texts.iter().enumerate() {
+            let pieces = self.word_pieces(text)?;
+            // An empty text still gets one `[CLS] [SEP]` window, as in sentence-transformers.
+            let chunks: Vec<&[u32]> = if pieces.is_empty() {
+                vec![&[]]
+            } else {
+                pieces.chunks(span).collect()
+            };
+            for chunk in chunks {
+                let mut ids = Vec::with_capacity(chunk.len() + 2);
+                ids.push(self.cls);
+                ids.extend_from_slice(chunk);
+                ids.push(self.sep);
+                windows.push(Window { text: t, ids });
+            }
+        }
+        Ok(windows)
+    }
+
+    /// Unit-norm embeddings, one per text. `batch_tokens` bounds the padded tokens encoded
+    /// at once (windows are sorted by length so padding stays small); `progress(done, total)`
+    /// counts windows.
+    pub async fn embed(
+        &self,
+        texts: &[&str],
+        batch_tokens: usize,
+        device: &Device,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        let windows = self.windows(texts)?;
+        let mut order: Vec<usize> = (0..windows.len()).collect();
+        order.sort_by_key(|&i| windows[i].ids.len());
+        let h = self.hidden;
+        let mut sums = vec![vec![0f64; h]; texts.len()];
+        let mut counts = vec![0usize; texts.len()];
+        let mut done = 0;
+        let mut start = 0;
+        while start < order.len() {
+            // Grow the batch while its padded size stays within the budget.
+            let mut end = start + 1;
+            while end < order.len()
+                && (end + 1 - start) * windows[order[end]].ids.len() <= batch_tokens.max(1)
+            {
+                end += 1;
+            }
+            let batch = &order[start..end];
+            let l = windows[batch[batch.len() - 1]].ids.len();
+            let b = batch.len();
+            let mut ids = vec![self.pad as i64; b * l];
+            let mut mask = vec![0f32; b * l];
+            for (r, &w) in batch.iter().enumerate() {
+                for (c, &id) in windows[w].ids.iter().enumerate() {
+                    ids[r * l + c] = id as i64;
+                    mask[r * l + c] = 1.0;
+                }
+            }
+            let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, l]), device);
+            let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, l]), device);
+            let tokens = self.bert.forward(ids, mask.clone());
+            // Sum of each window's token vectors: `[b, h]`.
+            let summed = (tokens * mask.reshape([b, l, 1]))
+                .sum_dim(1)
+                .reshape([b, h]);
+            let values = summed
+                .into_data_async()
+                .await
+                .map_err(|e| Error::invalid("tensor read", format!("{e:?}")))?
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .map_err(|e| Error::invalid("tensor read", format!("{e:?}")))?;
+            for (r, &w) in batch.iter().enumerate() {
+                let t = windows[w].text;
+                for (s, v) in sums[t].iter_mut().zip(&values[r * h..(r + 1) * h]) {
+                    *s += *v as f64;
+                }
+                counts[t] += windows[w].ids.len();
+            }
+            done += b;
+            progress(done, windows.len());
+            start = end;
+        }
+        Ok(sums
+            .into_iter()
+            .zip(counts)
+            .map(|(s, n)| {
+                let mean: Vec<f64> = s.iter().map(|v| v / n.max(1) as f64).collect();
+                let norm = mean.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+                mean.iter().map(|v| (v / norm) as f32).collect()
+            })
+            .collect())
+    }
+}
+
+/// Cosine similarity of two vectors.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb).max(1e-12)
+}

@@ -1,0 +1,408 @@
+//! The ABEX-RAT classifier: an MLP on frozen sentence embeddings, trained with focal loss and
+//! random adversarial training (RAT). For each mini-batch one perturbation of the embeddings
+//! is drawn at random — none, Gaussian noise, FGM (ε·g/‖g‖₂) or a few L2 PGD steps — and,
+//! unless it is "none", the loss on the perturbed embeddings is added with weight `weight`.
+//! Gradients for FGM and PGD are taken on a frozen copy (dropout off).
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, decay::WeightDecayConfig};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::loss::FocalLoss;
+
+/// Layer widths of the MLP head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MlpConfig {
+    pub input: usize,
+    pub hidden: Vec<usize>,
+    pub num_classes: usize,
+    pub dropout: f64,
+}
+
+impl MlpConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.input == 0 || self.num_classes < 2 || self.hidden.contains(&0) {
+            return Err(Error::invalid(
+                "mlp config",
+                "needs input ≥ 1, hidden widths ≥ 1 and at least two classes",
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::invalid("mlp config", "dropout must be in [0, 1)"));
+        }
+        Ok(())
+    }
+
+    pub fn init(&self, device: &Device) -> Result<Mlp> {
+        self.validate()?;
+        let mut layers = Vec::new();
+        let mut width = self.input;
+        for &h in &self.hidden {
+            layers.push(LinearConfig::new(width, h).init(device));
+            width = h;
+        }
+        Ok(Mlp {
+            layers,
+            out: LinearConfig::new(width, self.num_classes).init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+        })
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Mlp {
+    layers: Vec<Linear>,
+    out: Linear,
+    dropout: Dropout,
+}
+
+impl Mlp {
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let mut x = x;
+        for layer in &self.layers {
+            x = self.dropout.forward(relu(layer.forward(x)));
+        }
+        self.out.forward(x)
+    }
+}
+
+/// The loss a text classifier trains on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "kebab-case")]
+pub enum TextLoss {
+    CrossEntropy,
+    /// Focal loss with γ; α per class either given or, when `alpha` is `None` and
+    /// `balanced_alpha` is set, the normalised inverse class frequency of the training set.
+    Focal {
+        gamma: f32,
+        alpha: Option<Vec<f32>>,
+        balanced_alpha: bool,
+    },
+}
+
+/// Random adversarial training: each mini-batch draws one perturbation kind with these
+/// probabilities (they need not sum to 1: they are normalised).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RatConfig {
+    pub p_none: f32,
+    pub p_gaussian: f32,
+    pub p_fgm: f32,
+    pub p_pgd: f32,
+    /// L2 radius in embedding space (embeddings have norm 1).
+    pub eps: f32,
+    pub pgd_steps: usize,
+    /// Weight of the loss on perturbed embeddings.
+    pub weight: f32,
+}
+
+/// One perturbation kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Perturbation {
+    None,
+    Gaussian,
+    Fgm,
+    Pgd,
+}
+
+impl RatConfig {
+    fn validate(&self) -> Result<()> {
+        let p = [self.p_none, self.p_gaussian, self.p_fgm, self.p_pgd];
+        if p.iter().any(|v| !(v.is_finite() && *v >= 0.0)) || p.iter().sum::<f32>() <= 0.0 {
+            return Err(Error::invalid(
+                "rat config",
+                "probabilities must be ≥ 0 and not all 0",
+            ));
+        }
+        if !(self.eps.is_finite()
+            && self.eps >= 0.0
+            && self.weight.is_finite()
+            && self.weight >= 0.0)
+        {
+            return Err(Error::invalid("rat config", "eps and weight must be ≥ 0"));
+        }
+        if self.p_pgd > 0.0 && self.pgd_steps == 0 {
+            return Err(Error::invalid("rat config", "pgd needs ≥ 1 step"));
+        }
+        Ok(())
+    }
+
+    fn draw(&self, rng: &mut ChaCha8Rng) -> Perturbation {
+        let p = [self.p_none, self.p_gaussian, self.p_fgm, self.p_pgd];
+        let mut u = rng.random::<f32>() * p.iter().sum::<f32>();
+        for (kind, w) in [
+            Perturbation::None,
+            Perturbation::Gaussian,
+            Perturbation::Fgm,
+            Perturbation::Pgd,
+        ]
+        .into_iter()
+        .zip(p)
+        {
+            if u < w {
+                return kind;
+            }
+            u -= w;
+        }
+        Perturbation::None
+    }
+}
+
+/// A complete text-classifier recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextTrainConfig {
+    pub hidden: Vec<usize>,
+    pub dropout: f64,
+    pub loss: TextLoss,
+    pub rat: Option<RatConfig>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+}
+
+impl TextTrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 || self.batch_size == 0 || !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::invalid(
+                "text training config",
+                "epochs, batch size and learning rate must be positive",
+            ));
+        }
+        if let Some(r) = &self.rat {
+            r.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// The loss a recipe trains with, its balanced α taken from `class_counts`.
+pub fn loss_fn(config: &TextTrainConfig, class_counts: &[usize]) -> Result<FocalLoss> {
+    Ok(match &config.loss {
+        TextLoss::CrossEntropy => FocalLoss::new(0.0, None)?,
+        TextLoss::Focal {
+            gamma,
+            alpha,
+            balanced_alpha,
+        } => {
+            let alpha = match (alpha, balanced_alpha) {
+                (Some(a), _) => Some(a.clone()),
+                (None, true) => Some(balanced(class_counts)),
+                (None, false) => None,
+            };
+            FocalLoss::new(*gamma, alpha)?
+        }
+    })
+}
+
+/// Inverse class frequency, scaled so that the weights average 1 over the training samples.
+pub fn balanced(counts: &[usize]) -> Vec<f32> {
+    let n: usize = counts.iter().sum();
+    let k = counts.len() as f32;
+    counts
+        .iter()
+        .map(|&c| {
+            if c == 0 {
+                0.0
+            } else {
+                n as f32 / (k * c as f32)
+            }
+        })
+        .collect()
+}
+
+/// L2-normalises each row's perturbation to length `eps`.
+fn scale_rows(d: Tensor<2>, eps: f32) -> Tensor<2> {
+    let norm = d.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+    d / norm * eps
+}
+
+/// The perturbed embeddings RAT trains on for one batch (`None` for [`Perturbation::None`]),
+/// computed on a frozen copy of `model`: Gaussian noise and FGM of L2 norm exactly `eps`, PGD
+/// inside the L2 ball of radius `eps` (step 2.5·eps/steps). `x` is not modified.
+pub fn perturb(
+    kind: Perturbation,
+    model: &Mlp,
+    x: &Tensor<2>,
+    y: &Tensor<1, Int>,
+    rat: &RatConfig,
+    loss: &FocalLoss,
+) -> Option<Tensor<2>> {
+    let frozen = || model.clone().freeze();
+    let grad = |m: &Mlp, at: Tensor<2>| {
+        let at = at.detach().require_grad();
+        let g = loss
+            .per_sample(m.forward(at.clone()), y.clone())
+            .sum()
+            .backward();
+        at.grad(&g).expect("input gradient")
+    };
+    match kind {
+        Perturbation::None => None,
+        Perturbation::Gaussian => {
+            let noise = x.random_like(Distribution::Normal(0.0, 1.0));
+            Some(x.clone().detach() + scale_rows(noise, rat.eps))
+        }
+        Perturbation::Fgm => {
+            let m = frozen();
+            Some(x.clone().detach() + scale_rows(grad(&m, x.clone()), rat.eps))
+        }
+        Perturbation::Pgd => {
+            let m = frozen();
+            let step = 2.5 * rat.eps / rat.pgd_steps as f32;
+            let x0 = x.clone().detach();
+            let mut xa = x0.clone();
+            for _ in 0..rat.pgd_steps {
+                let g = grad(&m, xa.clone());
+                let moved = xa + scale_rows(g, step);
+                // Project onto the L2 ball of radius eps around the clean embedding.
+                let d = moved - x0.clone();
+                let norm = d.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+                let factor = (norm.clone().recip() * rat.eps).clamp_max(1.0);
+                xa = (x0.clone() + d * factor).detach();
+            }
+            Some(xa)
+        }
+    }
+}
+
+/// Metrics of one text-training epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextEpoch {
+    pub epoch: usize,
+    pub train_loss: f64,
+    /// How many mini-batches drew each perturbation: none, gaussian, fgm, pgd.
+    pub perturbations: [usize; 4],
+    pub seconds: f64,
+}
+
+fn matrix(rows: &[Vec<f32>], device: &Device) -> Result<Tensor<2>> {
+    let d = rows.first().map_or(0, Vec::len);
+    if rows.iter().any(|r| r.len() != d) || d == 0 {
+        return Err(Error::invalid(
+            "embeddings",
+            "rows must be non-empty and of one length",
+        ));
+    }
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    Ok(Tensor::from_data(
+        TensorData::new(flat, [rows.len(), d]),
+        device,
+    ))
+}
+
+/// Trains an MLP on `x` (one embedding per row) with labels `y` in `0..num_classes`.
+pub fn train_mlp(
+    x: &[Vec<f32>],
+    y: &[usize],
+    num_classes: usize,
+    config: &TextTrainConfig,
+    device: &Device,
+    on_epoch: &mut dyn FnMut(&TextEpoch),
+) -> Result<Mlp> {
+    config.validate()?;
+    if x.len() != y.len() || x.is_empty() {
+        return Err(Error::invalid(
+            "text training data",
+            format!("{} embeddings but {} labels", x.len(), y.len()),
+        ));
+    }
+    if let Some(bad) = y.iter().find(|&&c| c >= num_classes) {
+        return Err(Error::invalid(
+            "text training data",
+            format!("label {bad} out of range (0..{num_classes})"),
+        ));
+    }
+    let device = device.clone().autodiff();
+    let mut counts = vec![0usize; num_classes];
+    for &c in y {
+        counts[c] += 1;
+    }
+    let loss = loss_fn(config, &counts)?;
+    let mlp_config = MlpConfig {
+        input: x[0].len(),
+        hidden: config.hidden.clone(),
+        num_classes,
+        dropout: config.dropout,
+    };
+    device.seed(config.seed);
+    let mut model = mlp_config.init(&device)?;
+    let decay =
+        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
+    let mut optim: ModuleOptimizer = AdamConfig::new().with_weight_decay(decay).init();
+    let all_x = matrix(x, &device)?;
+    let all_y = Tensor::<1, Int>::from_data(
+        TensorData::new(y.iter().map(|&c| c as i64).collect::<Vec<_>>(), [y.len()]),
+        &device,
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    for epoch in 0..config.epochs {
+        let clock = std::time::Instant::now();
+        let order = crate::data::shuffled(
+            y.len(),
+            config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9),
+        );
+        let mut loss_sum = 0.0;
+        let mut kinds = [0usize; 4];
+        for chunk in order.chunks(config.batch_size) {
+            let idx = Tensor::<1, Int>::from_data(
+                TensorData::new(
+                    chunk.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+                    [chunk.len()],
+                ),
+                &device,
+            );
+            let xb = all_x.clone().select(0, idx.clone());
+            let yb = all_y.clone().select(0, idx);
+            let kind = config
+                .rat
+                .as_ref()
+                .map_or(Perturbation::None, |r| r.draw(&mut rng));
+            kinds[kind as usize] += 1;
+            let mut total = loss.forward(model.forward(xb.clone()), yb.clone());
+            if let Some(rat) = &config.rat
+                && let Some(xp) = perturb(kind, &model, &xb, &yb, rat, &loss)
+            {
+                total = total + loss.forward(model.forward(xp), yb.clone()) * rat.weight;
+            }
+            loss_sum += total.clone().into_scalar::<f32>() as f64 * chunk.len() as f64;
+            let grads = GradientsParams::from_grads(total.backward(), &model);
+            model = optim.step(config.lr, model, grads);
+        }
+        on_epoch(&TextEpoch {
+            epoch,
+            train_loss: loss_sum / y.len() as f64,
+            perturbations: kinds,
+            seconds: clock.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(model)
+}
+
+/// Class probabilities for each embedding (inference: dropout off). Async reads, so the
+/// browser can call it.
+pub async fn predict_proba(model: &Mlp, x: &[Vec<f32>], device: &Device) -> Result<Vec<Vec<f32>>> {
+    let m = model.valid();
+    let device = device.clone().without_autodiff();
+    let k = m.out.weight.dims()[1];
+    let mut out = Vec::with_capacity(x.len());
+    for chunk in x.chunks(1024) {
+        let probs = burn::tensor::activation::softmax(m.forward(matrix(chunk, &device)?), 1);
+        let v = probs
+            .into_data_async()
+            .await
+            .map_err(|e| Error::invalid("tensor read", format!("{e:?}")))?
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(|e| Error::invalid("tensor read", format!("{e:?}")))?;
+        out.extend(v.chunks(k).map(<[f32]>::to_vec));
+    }
+    Ok(out)
+}

@@ -1,0 +1,5 @@
+//! Text classification on sentence embeddings (ABEX-RAT): the MLP head with focal loss and
+//! random adversarial training, and the metrics for imbalanced classes.
+
+pub mod classifier;
+pub mod metrics;

@@ -1,0 +1,138 @@
+//! The ABEX-RAT head on synthetic embeddings: RAT perturbations keep their budgets and leave
+//! the input alone, PGD raises the loss, and an imbalanced problem is learned (macro-F1).
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rampart_core::text::classifier::{
+    Perturbation, RatConfig, TextLoss, TextTrainConfig, loss_fn, perturb, predict_proba, train_mlp,
+};
+use rampart_core::text::metrics::classification_report;
+
+/// Unit vectors around three class centres in 16 dimensions; class sizes `counts`.
+fn data(counts: &[usize], seed: u64) -> (Vec<Vec<f32>>, Vec<usize>) {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+    };
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for (c, &n) in counts.iter().enumerate() {
+        for _ in 0..n {
+            let mut v: Vec<f32> = (0..16).map(|_| next() * 0.8).collect();
+            v[c] += 1.0;
+            let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+            x.push(v.iter().map(|a| a / norm).collect());
+            y.push(c);
+        }
+    }
+    (x, y)
+}
+
+fn recipe(rat: Option<RatConfig>) -> TextTrainConfig {
+    TextTrainConfig {
+        hidden: vec![32],
+        dropout: 0.1,
+        loss: TextLoss::Focal {
+            gamma: 2.0,
+            alpha: None,
+            balanced_alpha: true,
+        },
+        rat,
+        epochs: 40,
+        batch_size: 32,
+        lr: 3e-3,
+        weight_decay: 0.0,
+        seed: 1,
+    }
+}
+
+fn rat() -> RatConfig {
+    RatConfig {
+        p_none: 0.25,
+        p_gaussian: 0.25,
+        p_fgm: 0.25,
+        p_pgd: 0.25,
+        eps: 0.1,
+        pgd_steps: 3,
+        weight: 1.0,
+    }
+}
+
+#[test]
+fn learns_an_imbalanced_problem_with_focal_loss_and_rat() {
+    let device = Device::flex();
+    let (x, y) = data(&[200, 60, 12], 1);
+    let (tx, ty) = data(&[100, 30, 10], 2);
+    let mut kinds = [0usize; 4];
+    let model = train_mlp(&x, &y, 3, &recipe(Some(rat())), &device, &mut |e| {
+        for (k, n) in kinds.iter_mut().zip(e.perturbations) {
+            *k += n;
+        }
+    })
+    .unwrap();
+    assert!(
+        kinds.iter().all(|&k| k > 0),
+        "every perturbation drawn: {kinds:?}"
+    );
+    let probs = pollster::block_on(predict_proba(&model, &tx, &device)).unwrap();
+    for p in &probs {
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+    let pred: Vec<usize> = probs
+        .iter()
+        .map(|p| (0..3).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap())
+        .collect();
+    let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+    let r = classification_report(&ty, &pred, &names).unwrap();
+    assert!(r.macro_f1 > 0.9, "macro-F1 {}", r.macro_f1);
+}
+
+#[test]
+fn perturbations_keep_their_budget_and_leave_the_input_alone() {
+    let device = Device::flex().autodiff();
+    let (x, y) = data(&[20, 20, 20], 3);
+    let model = train_mlp(
+        &x,
+        &y,
+        3,
+        &TextTrainConfig {
+            epochs: 3,
+            ..recipe(None)
+        },
+        &device,
+        &mut |_| {},
+    )
+    .unwrap();
+    let flat: Vec<f32> = x.iter().flatten().copied().collect();
+    let xt = Tensor::<2>::from_data(TensorData::new(flat.clone(), [60, 16]), &device);
+    let yt = Tensor::<1, Int>::from_data(
+        TensorData::new(y.iter().map(|&c| c as i64).collect::<Vec<_>>(), [60]),
+        &device,
+    );
+    let loss = loss_fn(&recipe(None), &[20, 20, 20]).unwrap();
+    let r = rat();
+    assert!(perturb(Perturbation::None, &model, &xt, &yt, &r, &loss).is_none());
+    let clean_loss = loss
+        .forward(model.forward(xt.clone()), yt.clone())
+        .into_scalar::<f32>();
+    for kind in [Perturbation::Gaussian, Perturbation::Fgm, Perturbation::Pgd] {
+        let xp = perturb(kind, &model, &xt, &yt, &r, &loss).unwrap();
+        let d: Vec<f32> = (xp.clone() - xt.clone()).into_data().try_to_vec().unwrap();
+        for row in d.chunks(16) {
+            let n = row.iter().map(|a| a * a).sum::<f32>().sqrt();
+            match kind {
+                Perturbation::Pgd => assert!(n <= r.eps * (1.0 + 1e-4), "{kind:?}: {n}"),
+                _ => assert!((n - r.eps).abs() < 1e-4, "{kind:?}: {n}"),
+            }
+        }
+        let after: Vec<f32> = xt.clone().into_data().try_to_vec().unwrap();
+        assert_eq!(after, flat, "{kind:?} changed its input");
+        if kind != Perturbation::Gaussian {
+            let adv_loss = loss
+                .forward(model.forward(xp), yt.clone())
+                .into_scalar::<f32>();
+            assert!(adv_loss > clean_loss, "{kind:?}: {adv_loss} ≤ {clean_loss}");
+        }
+    }
+}

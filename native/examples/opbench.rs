@@ -1,0 +1,103 @@
+//! Times the Madry CNN's operations one by one on Burn's flex CPU backend (batch 128), and two
+//! alternative max-pooling formulations, to see where an adversarial-training step spends its
+//! time (docs/BENCHMARKS.md).
+//!     cargo run --release -p rampart --example opbench
+
+use burn::module::Module;
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2dConfig;
+use burn::nn::pool::MaxPool2dConfig;
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Distribution, Tensor, s};
+use std::time::Instant;
+
+fn time<F: FnMut()>(name: &str, mut f: F) {
+    for _ in 0..2 {
+        f();
+    }
+    let n = 8;
+    let t = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    println!(
+        "{name:40} {:8.2} ms",
+        t.elapsed().as_secs_f64() * 1e3 / n as f64
+    );
+}
+
+/// `f`'s output and the gradient of its sum with respect to `x`, read back.
+fn input_grad(x: &Tensor<4>, f: impl Fn(Tensor<4>) -> Tensor<4>) {
+    let x = x.clone().require_grad();
+    let g = f(x.clone()).sum().backward();
+    let _ = x.grad(&g).unwrap().into_data();
+}
+
+fn pool_reshape(x: Tensor<4>) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    x.reshape([n, c, h / 2, 2, w / 2, 2])
+        .max_dim(5)
+        .max_dim(3)
+        .reshape([n, c, h / 2, w / 2])
+}
+
+fn pool_slices(x: Tensor<4>) -> Tensor<4> {
+    let a = x.clone().slice(s![.., .., 0..;2, 0..;2]);
+    let b = x.clone().slice(s![.., .., 0..;2, 1..;2]);
+    let c = x.clone().slice(s![.., .., 1..;2, 0..;2]);
+    let d = x.slice(s![.., .., 1..;2, 1..;2]);
+    a.max_pair(b).max_pair(c.max_pair(d))
+}
+
+fn main() {
+    let dev = Device::flex().autodiff();
+    let b = 128;
+    let conv = |i, o| {
+        Conv2dConfig::new([i, o], [5, 5])
+            .with_padding(PaddingConfig2d::Explicit(2, 2, 2, 2))
+            .init(&dev)
+    };
+    let (c1, c2) = (conv(1, 32), conv(32, 64));
+    let pool = MaxPool2dConfig::new([2, 2]).init();
+    let x1: Tensor<4> = Tensor::random([b, 1, 28, 28], Distribution::Default, &dev);
+    let x2: Tensor<4> = Tensor::random([b, 32, 14, 14], Distribution::Default, &dev);
+    let x3: Tensor<4> = Tensor::random([b, 32, 28, 28], Distribution::Default, &dev);
+    // Materialise the lazily initialised weights before freezing copies (see BURN.md).
+    let _ = (c1.forward(x1.clone()), c2.forward(x2.clone()));
+    let (c1f, c2f) = (c1.clone().no_grad(), c2.clone().no_grad());
+
+    time("conv1 forward", || drop(c1.forward(x1.clone()).into_data()));
+    time("conv2 forward", || drop(c2.forward(x2.clone()).into_data()));
+    time("conv1 forward + input grad", || {
+        input_grad(&x1, |x| c1f.forward(x))
+    });
+    time("conv2 forward + input grad", || {
+        input_grad(&x2, |x| c2f.forward(x))
+    });
+    time("conv2 forward + weight grad", || {
+        let g = c2.forward(x2.clone()).sum().backward();
+        let _ = c2.weight.val().grad(&g).unwrap().into_data();
+    });
+    time("max-pool forward (flex)", || {
+        drop(pool.forward(x3.clone()).into_data())
+    });
+    time("max-pool forward + grad (flex)", || {
+        input_grad(&x3, |x| pool.forward(x))
+    });
+    time("max-pool forward (reshape)", || {
+        drop(pool_reshape(x3.clone()).into_data())
+    });
+    time("max-pool forward + grad (reshape)", || {
+        input_grad(&x3, pool_reshape)
+    });
+    time("max-pool forward (slices)", || {
+        drop(pool_slices(x3.clone()).into_data())
+    });
+    time("max-pool forward + grad (slices)", || {
+        input_grad(&x3, pool_slices)
+    });
+    time("relu forward + grad", || input_grad(&x3, relu));
+    let same = pool.forward(x3.clone()).into_data() == pool_reshape(x3.clone()).into_data()
+        && pool.forward(x3.clone()).into_data() == pool_slices(x3.clone()).into_data();
+    println!("pooling formulations agree: {same}");
+}

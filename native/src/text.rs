@@ -1,0 +1,491 @@
+//! `rampart text …`: accident-report classification (ABEX-RAT) on MiniLM embeddings.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use clap::{Args, Subcommand, ValueEnum};
+use rampart_core::bundle::{TextBundle, TextBundleHeader};
+use rampart_core::data::text::{TextDataset, load_osha, report_text};
+use rampart_core::encoder::SentenceEncoder;
+use rampart_core::text::classifier::{
+    MlpConfig, RatConfig, TextLoss, TextTrainConfig, predict_proba, train_mlp,
+};
+use rampart_core::text::metrics::{ClassificationReport, classification_report};
+use sha2::{Digest, Sha256};
+
+use crate::bar;
+use crate::device::DeviceChoice;
+
+#[derive(Subcommand)]
+pub enum TextCommand {
+    /// Train the report classifier (defaults: the best documented recipe) and write a bundle.
+    Train(TextTrainArgs),
+    /// Accuracy, macro-/weighted-F1, per-class metrics and confusion matrix on an OSHA-format file.
+    Eval(TextEvalArgs),
+    /// Class probabilities of one report.
+    Predict(TextPredictArgs),
+}
+
+#[derive(Args)]
+pub struct EncoderArgs {
+    /// The sentence-encoder folder (default: <data-dir>/../models/all-MiniLM-L6-v2).
+    #[arg(long)]
+    encoder: Option<PathBuf>,
+    /// Embedding cache folder (default: $XDG_CACHE_HOME/rampart/embeddings or ~/.cache/…).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Padded tokens encoded per batch.
+    #[arg(long, default_value_t = 8192)]
+    batch_tokens: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AugmentArg {
+    /// The original training reports only.
+    None,
+    /// Plus the published ABEX augmentations (osha/train_abex.json).
+    Abex,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LossArg {
+    Ce,
+    Focal,
+}
+
+#[derive(Args)]
+pub struct TextTrainArgs {
+    #[command(flatten)]
+    encoder: EncoderArgs,
+    #[arg(long, value_enum, default_value_t = AugmentArg::Abex)]
+    augment: AugmentArg,
+    /// Hidden layer widths of the MLP, e.g. 512 or 512,256.
+    #[arg(long, value_delimiter = ',', default_value = "512")]
+    hidden: Vec<usize>,
+    #[arg(long, default_value_t = 0.2)]
+    dropout: f64,
+    #[arg(long, value_enum, default_value_t = LossArg::Focal)]
+    loss: LossArg,
+    /// Focal loss γ.
+    #[arg(long, default_value_t = 2.0)]
+    gamma: f32,
+    /// Per-class focal α: inverse class frequency (else none).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    balanced_alpha: bool,
+    /// RAT probabilities of none, gaussian, fgm, pgd per mini-batch ("off": no RAT).
+    #[arg(long, default_value = "0.25,0.25,0.25,0.25")]
+    rat: String,
+    /// RAT L2 radius in embedding space (embeddings have norm 1).
+    #[arg(long, default_value_t = 0.05)]
+    rat_eps: f32,
+    #[arg(long, default_value_t = 3)]
+    rat_pgd_steps: usize,
+    /// Weight of the loss on perturbed embeddings.
+    #[arg(long, default_value_t = 1.0)]
+    rat_weight: f32,
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 1e-4)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Train on the first N reports of the (augmented) training set only.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Validation file in the OSHA format (default: <data-dir>/osha/val.json).
+    #[arg(long)]
+    val: Option<PathBuf>,
+    /// Where to write the bundle.
+    #[arg(long, default_value = "osha.rampart-text")]
+    out: PathBuf,
+    /// Print the validation metrics as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct TextEvalArgs {
+    #[arg(long)]
+    bundle: PathBuf,
+    /// A JSON file in the OSHA format.
+    #[arg(long)]
+    data: PathBuf,
+    #[command(flatten)]
+    encoder: EncoderArgs,
+    /// Print one JSON object (accuracy, macro_f1, weighted_f1, per_class, confusion).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct TextPredictArgs {
+    #[arg(long)]
+    bundle: PathBuf,
+    /// The report text.
+    text: String,
+    #[command(flatten)]
+    encoder: EncoderArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Embeddings cached on disk, one file per encoder fingerprint, keyed by the SHA-256 of the
+/// text: `[32-byte key][dim × f32 LE]` records.
+struct Cache {
+    path: PathBuf,
+    dim: usize,
+    entries: HashMap<[u8; 32], Vec<f32>>,
+    dirty: bool,
+}
+
+impl Cache {
+    fn open(dir: &Path, fingerprint: &str, dim: usize) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(format!("{}.emb", &fingerprint[..32]));
+        let mut entries = HashMap::new();
+        if let Ok(bytes) = std::fs::read(&path) {
+            let rec = 32 + 4 * dim;
+            // A damaged cache is only a cache: drop what does not parse and recompute.
+            if bytes.len() % rec == 0 {
+                for r in bytes.chunks_exact(rec) {
+                    let key: [u8; 32] = r[..32].try_into().unwrap();
+                    let v = r[32..]
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                    entries.insert(key, v);
+                }
+            } else {
+                eprintln!(
+                    "warning: ignoring damaged embedding cache {}",
+                    path.display()
+                );
+            }
+        }
+        Ok(Self {
+            path,
+            dim,
+            entries,
+            dirty: false,
+        })
+    }
+
+    fn key(text: &str) -> [u8; 32] {
+        Sha256::digest(text.as_bytes()).into()
+    }
+
+    fn save(&self) -> Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let mut bytes = Vec::with_capacity(self.entries.len() * (32 + 4 * self.dim));
+        for (k, v) in &self.entries {
+            bytes.extend_from_slice(k);
+            for x in v {
+                bytes.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        rampart_core::write_atomically(&self.path, &bytes)?;
+        Ok(())
+    }
+}
+
+fn cache_dir(explicit: &Option<PathBuf>) -> PathBuf {
+    if let Some(d) = explicit {
+        return d.clone();
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    base.join("rampart/embeddings")
+}
+
+fn encoder_dir(args: &EncoderArgs, data_dir: &Path) -> PathBuf {
+    args.encoder
+        .clone()
+        .unwrap_or_else(|| data_dir.join("../models/all-MiniLM-L6-v2"))
+}
+
+/// The encoder and its cache, ready to embed.
+struct Embedder {
+    encoder: SentenceEncoder,
+    cache: Cache,
+    device: Device,
+    batch_tokens: usize,
+}
+
+impl Embedder {
+    fn new(args: &EncoderArgs, data_dir: &Path, device: DeviceChoice) -> Result<Self> {
+        let device = device.init()?;
+        let dir = encoder_dir(args, data_dir);
+        let encoder = SentenceEncoder::load(&dir, &device)
+            .with_context(|| format!("loading the sentence encoder from {}", dir.display()))?;
+        let cache = Cache::open(
+            &cache_dir(&args.cache_dir),
+            &encoder.fingerprint,
+            encoder.dim(),
+        )?;
+        Ok(Self {
+            encoder,
+            cache,
+            device,
+            batch_tokens: args.batch_tokens,
+        })
+    }
+
+    fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let missing: Vec<&str> = {
+            let mut seen = std::collections::HashSet::new();
+            texts
+                .iter()
+                .copied()
+                .filter(|t| !self.cache.entries.contains_key(&Cache::key(t)) && seen.insert(*t))
+                .collect()
+        };
+        if !missing.is_empty() {
+            let pb = bar(0, "embed");
+            let fresh = pollster::block_on(self.encoder.embed(
+                &missing,
+                self.batch_tokens,
+                &self.device,
+                &mut |done, total| {
+                    pb.set_length(total as u64);
+                    pb.set_position(done as u64);
+                },
+            ))?;
+            pb.finish_and_clear();
+            for (t, v) in missing.iter().zip(fresh) {
+                self.cache.entries.insert(Cache::key(t), v);
+            }
+            self.cache.dirty = true;
+            self.cache.save()?;
+        }
+        Ok(texts
+            .iter()
+            .map(|t| self.cache.entries[&Cache::key(t)].clone())
+            .collect())
+    }
+}
+
+pub fn run(cmd: TextCommand, device: DeviceChoice, data_dir: &Path) -> Result<()> {
+    match cmd {
+        TextCommand::Train(a) => cmd_train(a, device, data_dir),
+        TextCommand::Eval(a) => cmd_eval(a, device, data_dir),
+        TextCommand::Predict(a) => cmd_predict(a, device, data_dir),
+    }
+}
+
+fn rat_config(a: &TextTrainArgs) -> Result<Option<RatConfig>> {
+    if a.rat == "off" {
+        return Ok(None);
+    }
+    let p: Vec<f32> = a
+        .rat
+        .split(',')
+        .map(|s| s.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--rat takes four numbers or 'off', got '{}'", a.rat))?;
+    let [p_none, p_gaussian, p_fgm, p_pgd] = p[..] else {
+        bail!("--rat takes four probabilities (none,gaussian,fgm,pgd) or 'off'");
+    };
+    Ok(Some(RatConfig {
+        p_none,
+        p_gaussian,
+        p_fgm,
+        p_pgd,
+        eps: a.rat_eps,
+        pgd_steps: a.rat_pgd_steps,
+        weight: a.rat_weight,
+    }))
+}
+
+fn training_set(a: &TextTrainArgs, data_dir: &Path) -> Result<TextDataset> {
+    let osha = data_dir.join("osha");
+    let train = load_osha(&osha.join("train.json"))?;
+    let mut set = match a.augment {
+        AugmentArg::None => train,
+        AugmentArg::Abex => train.concat(&load_osha(&osha.join("train_abex.json"))?)?,
+    };
+    if let Some(n) = a.limit {
+        set.records.truncate(n);
+    }
+    Ok(set)
+}
+
+fn evaluate(
+    bundle: &TextBundle,
+    data: &TextDataset,
+    embedder: &mut Embedder,
+) -> Result<ClassificationReport> {
+    let x = embedder.embed(&data.texts())?;
+    let model = bundle.model(&embedder.device)?;
+    let probs = pollster::block_on(predict_proba(&model, &x, &embedder.device))?;
+    let predicted: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
+    Ok(classification_report(
+        &data.labels(),
+        &predicted,
+        &bundle.header.class_names,
+    )?)
+}
+
+fn argmax(p: &[f32]) -> usize {
+    p.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
+    let train = training_set(&a, data_dir)?;
+    let val = load_osha(
+        &a.val
+            .clone()
+            .unwrap_or_else(|| data_dir.join("osha/val.json")),
+    )?;
+    let mut embedder = Embedder::new(&a.encoder, data_dir, device)?;
+    let x = embedder.embed(&train.texts())?;
+    let config = TextTrainConfig {
+        hidden: a.hidden.clone(),
+        dropout: a.dropout,
+        loss: match a.loss {
+            LossArg::Ce => TextLoss::CrossEntropy,
+            LossArg::Focal => TextLoss::Focal {
+                gamma: a.gamma,
+                alpha: None,
+                balanced_alpha: a.balanced_alpha,
+            },
+        },
+        rat: rat_config(&a)?,
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        seed: a.seed,
+    };
+    let pb = bar(a.epochs as u64, "train");
+    let mut history = Vec::new();
+    let model = train_mlp(
+        &x,
+        &train.labels(),
+        train.num_classes(),
+        &config,
+        &embedder.device,
+        &mut |e| {
+            pb.inc(1);
+            pb.set_message(format!("loss {:.3}", e.train_loss));
+            history.push(e.clone());
+        },
+    )?;
+    pb.finish_and_clear();
+    let header = TextBundleHeader {
+        mlp: MlpConfig {
+            input: embedder.encoder.dim(),
+            hidden: a.hidden.clone(),
+            num_classes: train.num_classes(),
+            dropout: a.dropout,
+        },
+        class_names: train.class_names.clone(),
+        encoder: "all-MiniLM-L6-v2".into(),
+        encoder_fingerprint: embedder.encoder.fingerprint.clone(),
+        recipe: serde_json::json!({
+            "augment": match a.augment { AugmentArg::None => "none", AugmentArg::Abex => "abex" },
+            "train_reports": train.len(),
+            "config": config,
+        }),
+        metrics: serde_json::Value::Null,
+        created_by: format!("rampart {}", env!("CARGO_PKG_VERSION")),
+    };
+    let mut bundle = TextBundle::new(&model, header)?;
+    let report = evaluate(&bundle, &val, &mut embedder)?;
+    bundle.header.metrics = serde_json::json!({ "validation": report, "history": history });
+    bundle.save(&a.out)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("wrote {}", a.out.display());
+        println!(
+            "validation: accuracy {:.4}  macro-F1 {:.4}  weighted-F1 {:.4}",
+            report.accuracy, report.macro_f1, report.weighted_f1
+        );
+    }
+    Ok(())
+}
+
+fn check_encoder(bundle: &TextBundle, embedder: &Embedder) -> Result<()> {
+    if bundle.header.encoder_fingerprint != embedder.encoder.fingerprint {
+        bail!(
+            "this bundle was trained on another encoder ({}, fingerprint {}…); pass --encoder",
+            bundle.header.encoder,
+            &bundle.header.encoder_fingerprint[..12]
+        );
+    }
+    Ok(())
+}
+
+fn cmd_eval(a: TextEvalArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
+    let bundle = TextBundle::load(&a.bundle)?;
+    let data = load_osha(&a.data)?;
+    let mut embedder = Embedder::new(&a.encoder, data_dir, device)?;
+    check_encoder(&bundle, &embedder)?;
+    let report = evaluate(&bundle, &data, &mut embedder)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{} reports: accuracy {:.4}  macro-F1 {:.4}  weighted-F1 {:.4}",
+        report.samples, report.accuracy, report.macro_f1, report.weighted_f1
+    );
+    println!(
+        "{:>9} {:>9} {:>9} {:>8}  class",
+        "precision", "recall", "f1", "support"
+    );
+    for c in &report.per_class {
+        println!(
+            "{:>9.4} {:>9.4} {:>9.4} {:>8}  {}",
+            c.precision, c.recall, c.f1, c.support, c.class
+        );
+    }
+    Ok(())
+}
+
+fn cmd_predict(a: TextPredictArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
+    let bundle = TextBundle::load(&a.bundle)?;
+    let text = report_text(&a.text, "");
+    if text.is_empty() {
+        bail!("the report text is empty");
+    }
+    let mut embedder = Embedder::new(&a.encoder, data_dir, device)?;
+    check_encoder(&bundle, &embedder)?;
+    let x = embedder.embed(&[&text])?;
+    let model = bundle.model(&embedder.device)?;
+    let probs = pollster::block_on(predict_proba(&model, &x, &embedder.device))?.remove(0);
+    let best = argmax(&probs);
+    if a.json {
+        let classes: Vec<_> = bundle
+            .header
+            .class_names
+            .iter()
+            .zip(&probs)
+            .map(|(c, p)| serde_json::json!({"class": c, "probability": p}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"predicted": bundle.header.class_names[best], "probabilities": classes})
+        );
+    } else {
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&i, &j| probs[j].total_cmp(&probs[i]));
+        for i in order {
+            println!("{:.4}  {}", probs[i], bundle.header.class_names[i]);
+        }
+    }
+    Ok(())
+}
