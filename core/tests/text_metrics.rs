@@ -41,3 +41,34 @@ fn bad_inputs_are_errors() {
     let (m, sd) = mean_sd(&[1.0, 2.0, 3.0, 4.0]);
     assert!((m - 2.5).abs() < 1e-12 && (sd - 1.2909944487358056).abs() < 1e-12);
 }
+
+#[test]
+fn stratified_folds_deal_every_class_evenly() {
+    use rampart_core::text::cv::stratified_folds;
+    let labels: Vec<usize> = [vec![0; 23], vec![1; 9], vec![2; 3], vec![3; 1]].concat();
+    let k = 5;
+    let folds = stratified_folds(&labels, k, 7).unwrap();
+    for c in 0..4 {
+        let n = labels.iter().filter(|&&l| l == c).count();
+        for f in 0..k {
+            let in_fold = (0..labels.len())
+                .filter(|&i| labels[i] == c && folds[i] == f)
+                .count();
+            assert!(
+                in_fold == n / k || in_fold == n.div_ceil(k),
+                "class {c} fold {f}: {in_fold}"
+            );
+        }
+    }
+    let sizes: Vec<usize> = (0..k)
+        .map(|f| folds.iter().filter(|&&x| x == f).count())
+        .collect();
+    assert!(
+        sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1,
+        "{sizes:?}"
+    );
+    assert_eq!(folds, stratified_folds(&labels, k, 7).unwrap());
+    assert_ne!(folds, stratified_folds(&labels, k, 8).unwrap());
+    assert!(stratified_folds(&labels, 1, 0).is_err());
+    assert!(stratified_folds(&labels[..3], 4, 0).is_err());
+}

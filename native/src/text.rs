@@ -26,6 +26,9 @@ pub enum TextCommand {
     Eval(TextEvalArgs),
     /// Class probabilities of one report.
     Predict(TextPredictArgs),
+    /// Repeated stratified k-fold cross-validation of a recipe on train + validation reports
+    /// (augmented reports join a training fold only when their source report is in it).
+    Cv(TextCvArgs),
 }
 
 #[derive(Args)]
@@ -55,10 +58,9 @@ enum LossArg {
     Focal,
 }
 
+/// A training recipe.
 #[derive(Args)]
-pub struct TextTrainArgs {
-    #[command(flatten)]
-    encoder: EncoderArgs,
+pub struct RecipeArgs {
     #[arg(long, value_enum, default_value_t = AugmentArg::Abex)]
     augment: AugmentArg,
     /// Hidden layer widths of the MLP, e.g. 512 or 512,256.
@@ -95,6 +97,14 @@ pub struct TextTrainArgs {
     weight_decay: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+}
+
+#[derive(Args)]
+pub struct TextTrainArgs {
+    #[command(flatten)]
+    encoder: EncoderArgs,
+    #[command(flatten)]
+    recipe: RecipeArgs,
     /// Train on the first N reports of the (augmented) training set only.
     #[arg(long)]
     limit: Option<usize>,
@@ -105,6 +115,21 @@ pub struct TextTrainArgs {
     #[arg(long, default_value = "osha.rampart-text")]
     out: PathBuf,
     /// Print the validation metrics as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct TextCvArgs {
+    #[command(flatten)]
+    encoder: EncoderArgs,
+    #[command(flatten)]
+    recipe: RecipeArgs,
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    #[arg(long, default_value_t = 2)]
+    repeats: usize,
+    /// Print one JSON object (per-fold and mean ± sd of accuracy, macro- and weighted-F1).
     #[arg(long)]
     json: bool,
 }
@@ -279,10 +304,11 @@ pub fn run(cmd: TextCommand, device: DeviceChoice, data_dir: &Path) -> Result<()
         TextCommand::Train(a) => cmd_train(a, device, data_dir),
         TextCommand::Eval(a) => cmd_eval(a, device, data_dir),
         TextCommand::Predict(a) => cmd_predict(a, device, data_dir),
+        TextCommand::Cv(a) => cmd_cv(a, device, data_dir),
     }
 }
 
-fn rat_config(a: &TextTrainArgs) -> Result<Option<RatConfig>> {
+fn rat_config(a: &RecipeArgs) -> Result<Option<RatConfig>> {
     if a.rat == "off" {
         return Ok(None);
     }
@@ -309,7 +335,7 @@ fn rat_config(a: &TextTrainArgs) -> Result<Option<RatConfig>> {
 fn training_set(a: &TextTrainArgs, data_dir: &Path) -> Result<TextDataset> {
     let osha = data_dir.join("osha");
     let train = load_osha(&osha.join("train.json"))?;
-    let mut set = match a.augment {
+    let mut set = match a.recipe.augment {
         AugmentArg::None => train,
         AugmentArg::Abex => train.concat(&load_osha(&osha.join("train_abex.json"))?)?,
     };
@@ -317,6 +343,36 @@ fn training_set(a: &TextTrainArgs, data_dir: &Path) -> Result<TextDataset> {
         set.records.truncate(n);
     }
     Ok(set)
+}
+
+impl RecipeArgs {
+    fn config(&self) -> Result<TextTrainConfig> {
+        Ok(TextTrainConfig {
+            hidden: self.hidden.clone(),
+            dropout: self.dropout,
+            loss: match self.loss {
+                LossArg::Ce => TextLoss::CrossEntropy,
+                LossArg::Focal => TextLoss::Focal {
+                    gamma: self.gamma,
+                    alpha: None,
+                    balanced_alpha: self.balanced_alpha,
+                },
+            },
+            rat: rat_config(self)?,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            seed: self.seed,
+        })
+    }
+
+    fn augment_name(&self) -> &'static str {
+        match self.augment {
+            AugmentArg::None => "none",
+            AugmentArg::Abex => "abex",
+        }
+    }
 }
 
 fn evaluate(
@@ -351,25 +407,8 @@ fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<
     )?;
     let mut embedder = Embedder::new(&a.encoder, data_dir, device)?;
     let x = embedder.embed(&train.texts())?;
-    let config = TextTrainConfig {
-        hidden: a.hidden.clone(),
-        dropout: a.dropout,
-        loss: match a.loss {
-            LossArg::Ce => TextLoss::CrossEntropy,
-            LossArg::Focal => TextLoss::Focal {
-                gamma: a.gamma,
-                alpha: None,
-                balanced_alpha: a.balanced_alpha,
-            },
-        },
-        rat: rat_config(&a)?,
-        epochs: a.epochs,
-        batch_size: a.batch_size,
-        lr: a.lr,
-        weight_decay: a.weight_decay,
-        seed: a.seed,
-    };
-    let pb = bar(a.epochs as u64, "train");
+    let config = a.recipe.config()?;
+    let pb = bar(config.epochs as u64, "train");
     let mut history = Vec::new();
     let model = train_mlp(
         &x,
@@ -387,15 +426,15 @@ fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<
     let header = TextBundleHeader {
         mlp: MlpConfig {
             input: embedder.encoder.dim(),
-            hidden: a.hidden.clone(),
+            hidden: config.hidden.clone(),
             num_classes: train.num_classes(),
-            dropout: a.dropout,
+            dropout: config.dropout,
         },
         class_names: train.class_names.clone(),
         encoder: "all-MiniLM-L6-v2".into(),
         encoder_fingerprint: embedder.encoder.fingerprint.clone(),
         recipe: serde_json::json!({
-            "augment": match a.augment { AugmentArg::None => "none", AugmentArg::Abex => "abex" },
+            "augment": a.recipe.augment_name(),
             "train_reports": train.len(),
             "config": config,
         }),
@@ -485,6 +524,106 @@ fn cmd_predict(a: TextPredictArgs, device: DeviceChoice, data_dir: &Path) -> Res
         order.sort_by(|&i, &j| probs[j].total_cmp(&probs[i]));
         for i in order {
             println!("{:.4}  {}", probs[i], bundle.header.class_names[i]);
+        }
+    }
+    Ok(())
+}
+
+fn cmd_cv(a: TextCvArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
+    use rampart_core::text::cv::stratified_folds;
+    use rampart_core::text::metrics::mean_sd;
+    let osha = data_dir.join("osha");
+    let base = load_osha(&osha.join("train.json"))?.concat(&load_osha(&osha.join("val.json"))?)?;
+    let augmented = match a.recipe.augment {
+        AugmentArg::None => None,
+        AugmentArg::Abex => Some(load_osha(&osha.join("train_abex.json"))?),
+    };
+    let config = a.recipe.config()?;
+    let mut embedder = Embedder::new(&a.encoder, data_dir, device)?;
+    let x = embedder.embed(&base.texts())?;
+    let xa = match &augmented {
+        Some(d) => embedder.embed(&d.texts())?,
+        None => Vec::new(),
+    };
+    let labels = base.labels();
+    let mut runs = Vec::new();
+    let pb = bar((a.folds * a.repeats) as u64, "cv");
+    for r in 0..a.repeats {
+        let fold = stratified_folds(
+            &labels,
+            a.folds,
+            a.recipe.seed.wrapping_add(1000 + r as u64),
+        )?;
+        for f in 0..a.folds {
+            let held: std::collections::HashSet<&str> = base
+                .records
+                .iter()
+                .zip(&fold)
+                .filter(|(_, k)| **k == f)
+                .map(|(rec, _)| rec.id.as_str())
+                .collect();
+            let (mut tx, mut ty, mut vx, mut vy) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for ((v, &c), &k) in x.iter().zip(&labels).zip(&fold) {
+                if k == f {
+                    vx.push(v.clone());
+                    vy.push(c);
+                } else {
+                    tx.push(v.clone());
+                    ty.push(c);
+                }
+            }
+            if let Some(aug) = &augmented {
+                for (rec, v) in aug.records.iter().zip(&xa) {
+                    // An augmentation of a held-out report would leak it into training.
+                    if !rec.source_id.as_deref().is_some_and(|s| held.contains(s)) {
+                        tx.push(v.clone());
+                        ty.push(rec.label);
+                    }
+                }
+            }
+            let run_config = TextTrainConfig {
+                seed: config.seed.wrapping_add((r * a.folds + f) as u64),
+                ..config.clone()
+            };
+            let model = train_mlp(
+                &tx,
+                &ty,
+                base.num_classes(),
+                &run_config,
+                &embedder.device,
+                &mut |_| {},
+            )?;
+            let probs = pollster::block_on(predict_proba(&model, &vx, &embedder.device))?;
+            let pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
+            let report = classification_report(&vy, &pred, &base.class_names)?;
+            runs.push(serde_json::json!({
+                "repeat": r, "fold": f, "accuracy": report.accuracy,
+                "macro_f1": report.macro_f1, "weighted_f1": report.weighted_f1,
+            }));
+            pb.inc(1);
+        }
+    }
+    pb.finish_and_clear();
+    let stat = |key: &str| {
+        let v: Vec<f64> = runs.iter().map(|r| r[key].as_f64().unwrap()).collect();
+        let (m, sd) = mean_sd(&v);
+        serde_json::json!({"mean": m, "sd": sd})
+    };
+    let summary = serde_json::json!({
+        "folds": a.folds, "repeats": a.repeats, "reports": base.len(),
+        "augment": a.recipe.augment_name(), "config": config,
+        "accuracy": stat("accuracy"), "macro_f1": stat("macro_f1"), "weighted_f1": stat("weighted_f1"),
+        "runs": runs,
+    });
+    if a.json {
+        println!("{summary}");
+    } else {
+        for key in ["accuracy", "macro_f1", "weighted_f1"] {
+            println!(
+                "{key:>12}  {:.4} ± {:.4}",
+                summary[key]["mean"].as_f64().unwrap(),
+                summary[key]["sd"].as_f64().unwrap()
+            );
         }
     }
     Ok(())

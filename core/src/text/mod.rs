@@ -2,4 +2,5 @@
 //! random adversarial training, and the metrics for imbalanced classes.
 
 pub mod classifier;
+pub mod cv;
 pub mod metrics;
