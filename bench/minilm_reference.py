@@ -15,6 +15,7 @@ import json
 import os
 import pathlib
 import re
+import sys
 
 import numpy as np
 import torch
@@ -62,6 +63,8 @@ rows = json.load(open(pathlib.Path(a.data) / "osha/val.json"))
 texts = [text_of(r) for r in rows]
 lengths = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
 longest = sorted(range(len(texts)), key=lambda i: -lengths[i])[:3]
+print(f"{sum(n > 254 for n in lengths)} of {len(texts)} validation reports run past one window "
+      f"(longest: {max(lengths)} word pieces)", file=sys.stderr)
 chosen = list(range(a.count)) + [i for i in longest if i >= a.count]
 reports = []
 for i in chosen:

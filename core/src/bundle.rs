@@ -79,6 +79,17 @@ pub(crate) fn unseal<'a>(
     Ok((header, sections))
 }
 
+/// Both bundle kinds name every class of their model, no more, no fewer.
+fn check_classes(names: &[String], num_classes: usize) -> Result<()> {
+    if names.len() != num_classes {
+        return Err(Error::Bundle(format!(
+            "{} class names for a model with {num_classes} classes",
+            names.len()
+        )));
+    }
+    Ok(())
+}
+
 /// What a bundle says about itself, apart from the weights.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BundleHeader {
@@ -103,13 +114,7 @@ pub struct Bundle {
 
 impl Bundle {
     pub fn new(model: &Model, header: BundleHeader) -> Result<Self> {
-        if header.class_names.len() != header.model.num_classes() {
-            return Err(Error::Bundle(format!(
-                "{} class names for a model with {} classes",
-                header.class_names.len(),
-                header.model.num_classes()
-            )));
-        }
+        check_classes(&header.class_names, header.model.num_classes())?;
         let weights = model
             .clone()
             .into_record()
@@ -137,13 +142,7 @@ impl Bundle {
             .model
             .validate()
             .map_err(|e| Error::Bundle(e.to_string()))?;
-        if header.class_names.len() != header.model.num_classes() {
-            return Err(Error::Bundle(format!(
-                "{} class names for a model with {} classes",
-                header.class_names.len(),
-                header.model.num_classes()
-            )));
-        }
+        check_classes(&header.class_names, header.model.num_classes())?;
         Ok(Self {
             header,
             weights: sections[0].to_vec(),
@@ -155,14 +154,7 @@ impl Bundle {
     }
 
     pub fn load(path: &std::path::Path) -> Result<Self> {
-        if !path.exists() {
-            return Err(Error::MissingFile { path: path.into() });
-        }
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })?;
-        Self::from_bytes(&bytes)
+        Self::from_bytes(&crate::read_file(path)?)
     }
 
     /// The model on `device`, weights loaded. A bundle whose weights do not fit its declared
@@ -207,13 +199,7 @@ pub struct TextBundle {
 impl TextBundle {
     pub fn new(model: &crate::text::classifier::Mlp, header: TextBundleHeader) -> Result<Self> {
         header.mlp.validate()?;
-        if header.class_names.len() != header.mlp.num_classes {
-            return Err(Error::Bundle(format!(
-                "{} class names for a classifier with {} classes",
-                header.class_names.len(),
-                header.mlp.num_classes
-            )));
-        }
+        check_classes(&header.class_names, header.mlp.num_classes)?;
         let weights = model
             .clone()
             .into_record()
@@ -250,13 +236,7 @@ impl TextBundle {
             .mlp
             .validate()
             .map_err(|e| Error::Bundle(e.to_string()))?;
-        if header.class_names.len() != header.mlp.num_classes {
-            return Err(Error::Bundle(format!(
-                "{} class names for a classifier with {} classes",
-                header.class_names.len(),
-                header.mlp.num_classes
-            )));
-        }
+        check_classes(&header.class_names, header.mlp.num_classes)?;
         Ok(Self {
             header,
             weights: sections[0].to_vec(),
@@ -268,14 +248,7 @@ impl TextBundle {
     }
 
     pub fn load(path: &std::path::Path) -> Result<Self> {
-        if !path.exists() {
-            return Err(Error::MissingFile { path: path.into() });
-        }
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })?;
-        Self::from_bytes(&bytes)
+        Self::from_bytes(&crate::read_file(path)?)
     }
 
     pub fn model(&self, device: &Device) -> Result<crate::text::classifier::Mlp> {

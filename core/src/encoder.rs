@@ -321,13 +321,7 @@ impl SentenceEncoder {
     /// The encoder of a sentence-transformers folder (`config.json`, `model.safetensors`,
     /// `tokenizer.json`), with windows of 256 tokens.
     pub fn load(dir: &std::path::Path, device: &Device) -> Result<Self> {
-        let read = |name: &str| {
-            let path = dir.join(name);
-            if !path.exists() {
-                return Err(Error::MissingFile { path });
-            }
-            std::fs::read(&path).map_err(|source| Error::Io { path, source })
-        };
+        let read = |name: &str| crate::read_file(&dir.join(name));
         Self::from_bytes(
             &read("config.json")?,
             &read("model.safetensors")?,
@@ -417,13 +411,7 @@ impl SentenceEncoder {
             let summed = (tokens * mask.reshape([b, l, 1]))
                 .sum_dim(1)
                 .reshape([b, h]);
-            let values = summed
-                .into_data_async()
-                .await
-                .map_err(|e| Error::invalid("tensor read", format!("{e:?}")))?
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .map_err(|e| Error::invalid("tensor read", format!("{e:?}")))?;
+            let values = crate::eval::read_floats(summed).await?;
             for (r, &w) in batch.iter().enumerate() {
                 let t = windows[w].text;
                 for (s, v) in sums[t].iter_mut().zip(&values[r * h..(r + 1) * h]) {

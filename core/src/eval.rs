@@ -41,6 +41,16 @@ pub(crate) async fn read_ints(t: Tensor<1, Int>) -> Result<Vec<i64>> {
         .map_err(|e| Error::invalid("tensor read", format!("{e:?}")))
 }
 
+/// Every value of a float tensor, row-major, read asynchronously.
+pub(crate) async fn read_floats<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data_async()
+        .await
+        .map_err(|e| Error::invalid("tensor read", format!("{e:?}")))?
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| Error::invalid("tensor read", format!("{e:?}")))
+}
+
 pub(crate) async fn read_bools(t: Tensor<1, Bool>) -> Result<Vec<bool>> {
     Ok(read_ints(t.int())
         .await?

@@ -17,6 +17,18 @@ pub mod train;
 
 pub use error::{Error, Result};
 
+/// Reads a whole file; a missing one is [`Error::MissingFile`], any other failure
+/// [`Error::Io`], both naming the path.
+pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    if !path.exists() {
+        return Err(Error::MissingFile { path: path.into() });
+    }
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })
+}
+
 /// Writes `bytes` to `path` so that a reader never sees a half-written file: the data go to
 /// a temporary file in the same folder, are flushed to disk, then renamed over `path`.
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {

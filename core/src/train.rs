@@ -339,10 +339,7 @@ type Restored = (
 );
 
 fn load_checkpoint(path: &Path, device: &Device, fresh_optim: ModuleOptimizer) -> Result<Restored> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.into(),
-        source,
-    })?;
+    let bytes = crate::read_file(path)?;
     let (header, sections) = unseal(
         &bytes,
         CHECKPOINT_MAGIC,

@@ -1,13 +1,10 @@
 //! End-to-end tests of the `rampart` CLI on real MNIST data (a small slice of it).
 
+mod common;
+
+use common::{data_dir, expect_failure, expect_ok};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("RAMPART_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
-}
 
 fn rampart(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rampart"))
@@ -22,27 +19,11 @@ fn rampart(args: &[&str]) -> Output {
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = rampart(args);
-    assert!(
-        out.status.success(),
-        "rampart {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    expect_ok(args, rampart(args))
 }
 
 fn fails_with(args: &[&str], needle: &str) {
-    let out = rampart(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "rampart {args:?} should fail");
-    assert!(
-        err.contains(needle),
-        "rampart {args:?}: expected '{needle}' in: {err}"
-    );
-    assert!(
-        !err.contains("panicked"),
-        "rampart {args:?} panicked: {err}"
-    );
+    expect_failure(args, rampart(args), needle);
 }
 
 /// A small bundle trained on 1,800 images for two epochs (a few seconds).

@@ -2,14 +2,11 @@
 //! it (--json fields), predict one report, and reject bad input with clear errors. Needs the
 //! shared data and MiniLM folders (present in CI); skipped without them.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn data_dir() -> PathBuf {
-    std::env::var_os("RAMPART_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
-}
+use common::{data_dir, expect_failure, expect_ok};
+use std::path::Path;
+use std::process::Command;
 
 fn rampart(args: &[&str], cache: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_rampart"))
@@ -21,27 +18,11 @@ fn rampart(args: &[&str], cache: &Path) -> std::process::Output {
 }
 
 fn ok(args: &[&str], cache: &Path) -> String {
-    let out = rampart(args, cache);
-    assert!(
-        out.status.success(),
-        "rampart {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    expect_ok(args, rampart(args, cache))
 }
 
 fn fails_with(args: &[&str], cache: &Path, needle: &str) {
-    let out = rampart(args, cache);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "rampart {args:?} should fail");
-    assert!(
-        err.contains(needle),
-        "rampart {args:?}: expected '{needle}' in: {err}"
-    );
-    assert!(
-        !err.contains("panicked"),
-        "rampart {args:?} panicked: {err}"
-    );
+    expect_failure(args, rampart(args, cache), needle);
 }
 
 #[test]

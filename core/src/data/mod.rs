@@ -257,14 +257,7 @@ pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
 
 /// Reads a whole file, gunzipping it when it starts with the gzip magic bytes.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    if !path.exists() {
-        return Err(Error::MissingFile { path: path.into() });
-    }
-    let raw = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.into(),
-        source,
-    })?;
-    gunzip_if_needed(raw, &path.display().to_string())
+    gunzip_if_needed(crate::read_file(path)?, &path.display().to_string())
 }
 
 /// Gunzips bytes that start with the gzip magic; returns others unchanged.

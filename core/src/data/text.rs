@@ -166,12 +166,5 @@ fn parse_record(row: &Value, index: usize, what: &str) -> Result<TextRecord> {
 
 /// Reads an OSHA JSON file.
 pub fn load_osha(path: &Path) -> Result<TextDataset> {
-    if !path.exists() {
-        return Err(Error::MissingFile { path: path.into() });
-    }
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.into(),
-        source,
-    })?;
-    parse_osha(&bytes, &path.display().to_string())
+    parse_osha(&crate::read_file(path)?, &path.display().to_string())
 }

@@ -395,13 +395,7 @@ pub async fn predict_proba(model: &Mlp, x: &[Vec<f32>], device: &Device) -> Resu
     let mut out = Vec::with_capacity(x.len());
     for chunk in x.chunks(1024) {
         let probs = burn::tensor::activation::softmax(m.forward(matrix(chunk, &device)?), 1);
-        let v = probs
-            .into_data_async()
-            .await
-            .map_err(|e| Error::invalid("tensor read", format!("{e:?}")))?
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .map_err(|e| Error::invalid("tensor read", format!("{e:?}")))?;
+        let v = crate::eval::read_floats(probs).await?;
         out.extend(v.chunks(k).map(<[f32]>::to_vec));
     }
     Ok(out)

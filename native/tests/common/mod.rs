@@ -1,0 +1,35 @@
+//! What the CLI test files share: where the data is and how a run's outcome is checked.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// `$RAMPART_DATA`, else the shared folder beside the repository.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("RAMPART_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
+}
+
+/// The stdout of a run that must succeed.
+pub fn expect_ok(args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "rampart {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A run that must fail with `needle` in its message, and without a panic.
+pub fn expect_failure(args: &[&str], out: Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "rampart {args:?} should fail");
+    assert!(
+        err.contains(needle),
+        "rampart {args:?}: expected '{needle}' in: {err}"
+    );
+    assert!(
+        !err.contains("panicked"),
+        "rampart {args:?} panicked: {err}"
+    );
+}
