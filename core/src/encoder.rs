@@ -97,13 +97,25 @@ impl Bert {
     /// Token vectors of the last layer, `[batch, length, hidden]`. `mask` is 1 for tokens and
     /// 0 for padding.
     pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<3> {
-        let [b, l] = ids.dims();
-        let device = ids.device();
+        self.forward_embedded(self.embed_words(ids), mask)
+    }
+
+    /// The word-piece vectors of `ids`, `[batch, length, hidden]`: the input that
+    /// attributions are taken with respect to.
+    pub fn embed_words(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        self.word_embeddings.forward(ids)
+    }
+
+    /// [`Bert::forward`] from word-piece vectors instead of ids (position and token-type
+    /// embeddings are added here).
+    pub fn forward_embedded(&self, words: Tensor<3>, mask: Tensor<2>) -> Tensor<3> {
+        let [b, l, _] = words.dims();
+        let device = mask.device();
         let positions = Tensor::<1, Int>::arange(0..l as i64, &device)
             .reshape([1, l])
             .expand([b, l]);
         let types = Tensor::<2, Int>::zeros([b, l], &device);
-        let x = self.word_embeddings.forward(ids)
+        let x = words
             + self.position_embeddings.forward(positions)
             + self.token_type_embeddings.forward(types);
         let mut x = self.embedding_norm.forward(x);
@@ -247,6 +259,15 @@ impl Bert {
     }
 }
 
+/// A text's word pieces: ids, the index of the pre-tokenised word (BERT splits words at
+/// spaces and punctuation) each belongs to, and byte spans in the text.
+#[derive(Debug, Clone)]
+pub struct Pieces {
+    pub ids: Vec<u32>,
+    pub words: Vec<Option<u32>>,
+    pub offsets: Vec<(usize, usize)>,
+}
+
 /// One window of word pieces, framed by `[CLS]` and `[SEP]`, and the text it belongs to.
 struct Window {
     text: usize,
@@ -345,24 +366,115 @@ impl SentenceEncoder {
             .to_vec())
     }
 
-    fn windows(&self, texts: &[&str]) -> Result<Vec<Window>> {
+    /// A text's word pieces (no special tokens), each with the pre-tokenised word it belongs
+    /// to and its byte span in `text`.
+    pub fn pieces(&self, text: &str) -> Result<Pieces> {
+        let e = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| Error::invalid("tokenizer", e.to_string()))?;
+        Ok(Pieces {
+            ids: e.get_ids().to_vec(),
+            words: e.get_word_ids().to_vec(),
+            offsets: e.get_offsets().to_vec(),
+        })
+    }
+
+    /// Gradient × input of `objective(embedding)` for each word piece of `text` (the dot
+    /// product of the piece's word vector with the objective's gradient there), in the order
+    /// of [`SentenceEncoder::pieces`]. `objective` maps the `[1, hidden]` unit embedding,
+    /// pooled exactly as [`SentenceEncoder::embed`] pools it, to a scalar.
+    pub async fn attribute(
+        &self,
+        text: &str,
+        device: &Device,
+        objective: &dyn Fn(Tensor<2>) -> Tensor<1>,
+    ) -> Result<Vec<f32>> {
+        let pieces = self.pieces(text)?.ids;
+        let windows = self.frame(&pieces, 0);
+        let (w, l) = (windows.len(), windows[0].ids.len());
+        let (ids, mask) = self.batch(&windows, &(0..w).collect::<Vec<_>>(), l, device);
+        let words = self
+            .bert
+            .embed_words(ids)
+            .detach()
+            .autodiff()
+            .require_grad();
+        let embedding = self.pool(words.clone(), mask);
+        let grads = objective(embedding).sum().backward();
+        let g = words.grad(&grads).expect("the word vectors require a gradient");
+        let scores = (g * words.detach().without_autodiff()).sum_dim(2);
+        let scores = crate::eval::read_floats(scores).await?;
+        // Window k, position p (after `[CLS]`) holds piece k·span + p − 1.
         let span = self.max_tokens - 2;
-        let mut windows = Vec::new();
-        for (t, text) in texts.iter().enumerate() {
-            let pieces = self.word_pieces(text)?;
-            // An empty text still gets one `[CLS] [SEP]` window, as in sentence-transformers.
-            let chunks: Vec<&[u32]> = if pieces.is_empty() {
-                vec![&[]]
-            } else {
-                pieces.chunks(span).collect()
-            };
-            for chunk in chunks {
+        Ok((0..pieces.len())
+            .map(|i| scores[(i / span) * l + i % span + 1])
+            .collect())
+    }
+
+    /// The unit embedding `[1, hidden]` of one text from the word vectors of its windows
+    /// `[windows, length, hidden]`: the token-weighted mean over all windows, as in `embed`.
+    fn pool(&self, words: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
+        let [w, l, h] = words.dims();
+        let count = mask.clone().sum().reshape([1, 1]);
+        let tokens = self.bert.forward_embedded(words, mask.clone());
+        let mean = (tokens * mask.reshape([w, l, 1]))
+            .sum_dim(1)
+            .reshape([w, h])
+            .sum_dim(0)
+            / count;
+        let norm = mean.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+        mean / norm
+    }
+
+    /// Splits one text's pieces into `[CLS] … [SEP]` windows of at most `max_tokens`.
+    fn frame(&self, pieces: &[u32], text: usize) -> Vec<Window> {
+        let span = self.max_tokens - 2;
+        // An empty text still gets one `[CLS] [SEP]` window, as in sentence-transformers.
+        let chunks: Vec<&[u32]> = if pieces.is_empty() {
+            vec![&[]]
+        } else {
+            pieces.chunks(span).collect()
+        };
+        chunks
+            .into_iter()
+            .map(|chunk| {
                 let mut ids = Vec::with_capacity(chunk.len() + 2);
                 ids.push(self.cls);
                 ids.extend_from_slice(chunk);
                 ids.push(self.sep);
-                windows.push(Window { text: t, ids });
+                Window { text, ids }
+            })
+            .collect()
+    }
+
+    /// Ids and mask of the windows `batch`, padded to length `l`.
+    fn batch(
+        &self,
+        windows: &[Window],
+        batch: &[usize],
+        l: usize,
+        device: &Device,
+    ) -> (Tensor<2, Int>, Tensor<2>) {
+        let b = batch.len();
+        let mut ids = vec![self.pad as i64; b * l];
+        let mut mask = vec![0f32; b * l];
+        for (r, &w) in batch.iter().enumerate() {
+            for (c, &id) in windows[w].ids.iter().enumerate() {
+                ids[r * l + c] = id as i64;
+                mask[r * l + c] = 1.0;
             }
+        }
+        (
+            Tensor::<2, Int>::from_data(TensorData::new(ids, [b, l]), device),
+            Tensor::<2>::from_data(TensorData::new(mask, [b, l]), device),
+        )
+    }
+
+    fn windows(&self, texts: &[&str]) -> Result<Vec<Window>> {
+        let mut windows = Vec::new();
+        for (t, text) in texts.iter().enumerate() {
+            windows.extend(self.frame(&self.word_pieces(text)?, t));
         }
         Ok(windows)
     }
@@ -396,16 +508,7 @@ impl SentenceEncoder {
             let batch = &order[start..end];
             let l = windows[batch[batch.len() - 1]].ids.len();
             let b = batch.len();
-            let mut ids = vec![self.pad as i64; b * l];
-            let mut mask = vec![0f32; b * l];
-            for (r, &w) in batch.iter().enumerate() {
-                for (c, &id) in windows[w].ids.iter().enumerate() {
-                    ids[r * l + c] = id as i64;
-                    mask[r * l + c] = 1.0;
-                }
-            }
-            let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, l]), device);
-            let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, l]), device);
+            let (ids, mask) = self.batch(&windows, batch, l, device);
             let tokens = self.bert.forward(ids, mask.clone());
             // Sum of each window's token vectors: `[b, h]`.
             let summed = (tokens * mask.reshape([b, l, 1]))
@@ -441,4 +544,50 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
     let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
     dot / (na * nb).max(1e-12)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Gradient × input of piece i is the derivative of the objective as that piece's word
+    /// vector is scaled by (1 + t), at t = 0: checked by central differences (f32, t = 1e-2).
+    #[test]
+    fn attribution_matches_finite_differences() {
+        let dir = crate::data::resolve_data_dir(None).join("../models/all-MiniLM-L6-v2");
+        if !dir.join("model.safetensors").exists() {
+            eprintln!("skipped: no MiniLM under {}", dir.display());
+            return;
+        }
+        let device = Device::flex();
+        let e = SentenceEncoder::load(&dir, &device).unwrap();
+        let text = "A worker fell from a ladder and broke his arm.";
+        let v: Vec<f32> = (0..e.dim()).map(|i| ((i * 37 % 11) as f32 - 5.0) / 5.0).collect();
+        let v = Tensor::<2>::from_data(TensorData::new(v, [e.dim(), 1]), &device);
+        let objective = |x: Tensor<2>| x.matmul(v.clone()).reshape([1]);
+        let scores = pollster::block_on(e.attribute(text, &device, &objective)).unwrap();
+        let pieces = e.pieces(text).unwrap().ids;
+        assert_eq!(scores.len(), pieces.len());
+        let windows = e.frame(&pieces, 0);
+        let l = windows[0].ids.len();
+        let (ids, mask) = e.batch(&windows, &[0], l, &device);
+        let words = e.bert.embed_words(ids);
+        let value = |i: usize, t: f32| {
+            let mut scale = vec![1f32; l];
+            scale[i + 1] += t;
+            let scale = Tensor::<3>::from_data(TensorData::new(scale, [1, l, 1]), &device);
+            let y = objective(e.pool(words.clone() * scale, mask.clone()));
+            y.into_data().try_to_vec::<f32>().unwrap()[0]
+        };
+        let t = 1e-2;
+        let largest = scores.iter().fold(0f32, |m, s| m.max(s.abs()));
+        assert!(largest > 0.05, "attributions too small to test: {largest}");
+        for (i, s) in scores.iter().enumerate() {
+            let fd = (value(i, t) - value(i, -t)) / (2.0 * t);
+            assert!(
+                (fd - s).abs() <= 2e-3 + 0.05 * s.abs(),
+                "piece {i}: gradient×input {s} vs finite difference {fd}"
+            );
+        }
+    }
 }

@@ -12,6 +12,7 @@ use rampart_core::encoder::SentenceEncoder;
 use rampart_core::text::classifier::{
     MlpConfig, RatConfig, TextLoss, TextTrainConfig, predict_proba, train_mlp,
 };
+use rampart_core::text::explain;
 use rampart_core::text::metrics::{ClassificationReport, classification_report};
 use sha2::{Digest, Sha256};
 
@@ -29,6 +30,11 @@ pub enum TextCommand {
     /// Repeated stratified k-fold cross-validation of a recipe on train + validation reports
     /// (augmented reports join a training fold only when their source report is in it).
     Cv(TextCvArgs),
+    /// Per-word importance of one report (gradient × input on word-piece vectors).
+    Explain(TextExplainArgs),
+    /// Robustness probe of one report: the smallest embedding perturbation and the fewest
+    /// important words whose removal flip the prediction.
+    Probe(TextProbeArgs),
 }
 
 #[derive(Args)]
@@ -154,6 +160,39 @@ pub struct TextPredictArgs {
     bundle: PathBuf,
     /// The report text.
     text: String,
+    #[command(flatten)]
+    encoder: EncoderArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct TextExplainArgs {
+    #[arg(long)]
+    bundle: PathBuf,
+    /// The report text.
+    text: String,
+    /// Explain this class index instead of the prediction.
+    #[arg(long)]
+    class: Option<usize>,
+    #[command(flatten)]
+    encoder: EncoderArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct TextProbeArgs {
+    #[arg(long)]
+    bundle: PathBuf,
+    /// The report text.
+    text: String,
+    /// Largest embedding perturbation tried (L2; embeddings have norm 1).
+    #[arg(long, default_value_t = 2.0)]
+    max_radius: f32,
+    /// Remove at most this many words.
+    #[arg(long, default_value_t = 20)]
+    max_words: usize,
     #[command(flatten)]
     encoder: EncoderArgs,
     #[arg(long)]
@@ -305,6 +344,8 @@ pub fn run(cmd: TextCommand, device: DeviceChoice, data_dir: &Path) -> Result<()
         TextCommand::Eval(a) => cmd_eval(a, device, data_dir),
         TextCommand::Predict(a) => cmd_predict(a, device, data_dir),
         TextCommand::Cv(a) => cmd_cv(a, device, data_dir),
+        TextCommand::Explain(a) => cmd_explain(a, device, data_dir),
+        TextCommand::Probe(a) => cmd_probe(a, device, data_dir),
     }
 }
 
@@ -625,6 +666,83 @@ fn cmd_cv(a: TextCvArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
                 summary[key]["sd"].as_f64().unwrap()
             );
         }
+    }
+    Ok(())
+}
+
+fn cmd_explain(a: TextExplainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
+    let bundle = TextBundle::load(&a.bundle)?;
+    let embedder = Embedder::new(&a.encoder, data_dir, device)?;
+    check_encoder(&bundle, &embedder)?;
+    let model = bundle.model(&embedder.device)?;
+    let e = pollster::block_on(explain::explain(
+        &embedder.encoder,
+        &model,
+        &a.text,
+        a.class,
+        &embedder.device,
+    ))?;
+    if a.json {
+        let mut v = serde_json::to_value(&e)?;
+        v["label"] = bundle.header.class_names[e.class].clone().into();
+        println!("{v}");
+        return Ok(());
+    }
+    println!(
+        "{} ({:.4}); {}",
+        bundle.header.class_names[e.class], e.probabilities[e.class], e.method
+    );
+    let mut words: Vec<(&str, f32)> = e.words().collect();
+    words.sort_by(|x, y| y.1.abs().total_cmp(&x.1.abs()));
+    for (w, v) in words.iter().take(15) {
+        println!("{v:>+9.4}  {w}");
+    }
+    Ok(())
+}
+
+fn cmd_probe(a: TextProbeArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
+    let bundle = TextBundle::load(&a.bundle)?;
+    let embedder = Embedder::new(&a.encoder, data_dir, device)?;
+    check_encoder(&bundle, &embedder)?;
+    let model = bundle.model(&embedder.device)?;
+    let config = explain::ProbeConfig {
+        max_radius: a.max_radius,
+        max_words: a.max_words,
+        ..Default::default()
+    };
+    let p = pollster::block_on(explain::probe(
+        &embedder.encoder,
+        &model,
+        &a.text,
+        &config,
+        &embedder.device,
+    ))?;
+    let names = &bundle.header.class_names;
+    if a.json {
+        let mut v = serde_json::to_value(&p)?;
+        v["label"] = names[p.predicted].clone().into();
+        println!("{v}");
+        return Ok(());
+    }
+    println!("{} ({:.4})", names[p.predicted], p.probabilities[p.predicted]);
+    match &p.embedding {
+        Some(f) => println!(
+            "embedding: a perturbation of L2 norm {:.4} flips it to {}",
+            f.radius, names[f.class]
+        ),
+        None => println!("embedding: nothing within {} flips it", a.max_radius),
+    }
+    match &p.removal {
+        Some(f) => println!(
+            "removing {} word(s) [{}] flips it to {}",
+            f.words.len(),
+            f.words.join(", "),
+            names[f.class]
+        ),
+        None => println!(
+            "removing its {} most important words does not flip it",
+            a.max_words
+        ),
     }
     Ok(())
 }

@@ -70,6 +70,10 @@ impl Mlp {
         }
         self.out.forward(x)
     }
+
+    pub fn num_classes(&self) -> usize {
+        self.out.weight.dims()[1]
+    }
 }
 
 /// The loss a text classifier trains on.

@@ -3,4 +3,5 @@
 
 pub mod classifier;
 pub mod cv;
+pub mod explain;
 pub mod metrics;
