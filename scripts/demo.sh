@@ -12,6 +12,19 @@ if [ ! -f www/models/demo.rampart ]; then
     --out www/models/demo.rampart --test-size 10000
 fi
 [ -f www/models/samples.json ] || "$RAMPART_BIN" samples --dataset mnist --count 32 --out www/models/samples.json
+# The report classifier (reports.html): the default recipe, the encoder served from the shared
+# model folder through a link, and one example report per class from the validation split.
+ENCODER="$RAMPART_DATA/../models/all-MiniLM-L6-v2"
+if [ -f "$RAMPART_DATA/osha/train.json" ] && [ -f "$ENCODER/model.safetensors" ]; then
+  if [ ! -f www/models/osha.rampart-text ]; then
+    echo "training the report classifier (embedding the reports takes a few minutes the first time)"
+    "$RAMPART_BIN" text train --out www/models/osha.rampart-text
+  fi
+  ln -sfn "$(cd "$ENCODER" && pwd)" www/models/minilm
+  [ -f www/models/reports.json ] || python3 scripts/report_fixtures.py "$RAMPART_DATA/osha/val.json" www/models
+else
+  echo "no OSHA data or MiniLM under $RAMPART_DATA/..: the report page stays empty (bash scripts/fetch-data.sh)"
+fi
 PORT="${PORT:-8000}"
-echo "demo: http://localhost:$PORT/"
+echo "demo: http://localhost:$PORT/ (images) and http://localhost:$PORT/reports.html (accident reports)"
 exec python3 -m http.server "$PORT" --bind 127.0.0.1 --directory www

@@ -11,7 +11,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -70,6 +70,14 @@ pub struct Bert {
     layers: Vec<BertLayer>,
     #[module(skip)]
     heads: usize,
+}
+
+/// GELU written as x·Φ(x) with `erf`, so that its gradient is autodiff's of `erf`
+/// (2/√π·e^(−x²), finite everywhere). Burn's fused `gelu` backward goes through `tanh` of a
+/// cubic, which WebGPU implementations may evaluate as inf/inf = NaN for large inputs: the
+/// word attributions were all NaN on Chromium's WebGPU with it.
+fn gelu(x: Tensor<3>) -> Tensor<3> {
+    x.clone() * ((x / std::f64::consts::SQRT_2).erf() + 1.0) * 0.5
 }
 
 impl BertLayer {
@@ -402,7 +410,9 @@ impl SentenceEncoder {
             .require_grad();
         let embedding = self.pool(words.clone(), mask);
         let grads = objective(embedding).sum().backward();
-        let g = words.grad(&grads).expect("the word vectors require a gradient");
+        let g = words
+            .grad(&grads)
+            .expect("the word vectors require a gradient");
         let scores = (g * words.detach().without_autodiff()).sum_dim(2);
         let scores = crate::eval::read_floats(scores).await?;
         // Window k, position p (after `[CLS]`) holds piece k·span + p − 1.
@@ -562,7 +572,9 @@ mod tests {
         let device = Device::flex();
         let e = SentenceEncoder::load(&dir, &device).unwrap();
         let text = "A worker fell from a ladder and broke his arm.";
-        let v: Vec<f32> = (0..e.dim()).map(|i| ((i * 37 % 11) as f32 - 5.0) / 5.0).collect();
+        let v: Vec<f32> = (0..e.dim())
+            .map(|i| ((i * 37 % 11) as f32 - 5.0) / 5.0)
+            .collect();
         let v = Tensor::<2>::from_data(TensorData::new(v, [e.dim(), 1]), &device);
         let objective = |x: Tensor<2>| x.matmul(v.clone()).reshape([1]);
         let scores = pollster::block_on(e.attribute(text, &device, &objective)).unwrap();

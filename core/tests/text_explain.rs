@@ -53,7 +53,12 @@ fn exact_radius(m: &Mlp, x: &[f32]) -> f32 {
     let diff = z.clone().slice([0..1, 1..2]) - z.slice([0..1, 0..1]);
     let gap = diff.clone().into_data().try_to_vec::<f32>().unwrap()[0];
     let grads = diff.sum().backward();
-    let g = t.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+    let g = t
+        .grad(&grads)
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     gap.abs() / g.iter().map(|v| v * v).sum::<f32>().sqrt()
 }
 
@@ -124,7 +129,10 @@ fn word_removal_flip_is_confirmed_by_classifying_the_reduced_text() {
             assert_ne!(best, p.predicted);
             assert!(!r.words.is_empty() && r.words.len() <= 20);
             for w in &r.words {
-                assert!(REPORT.contains(w.as_str()), "removed word {w} is not in the report");
+                assert!(
+                    REPORT.contains(w.as_str()),
+                    "removed word {w} is not in the report"
+                );
             }
             found += 1;
         }
@@ -133,7 +141,10 @@ fn word_removal_flip_is_confirmed_by_classifying_the_reduced_text() {
         }
     }
     eprintln!("{found} of {probed} near-boundary heads flipped by word removal");
-    assert!(found > 0, "no head was flipped by removing words ({probed} probed)");
+    assert!(
+        found > 0,
+        "no head was flipped by removing words ({probed} probed)"
+    );
 }
 
 #[test]
@@ -147,7 +158,10 @@ fn explanation_segments_rebuild_the_report_and_bad_input_is_refused() {
     assert_eq!(rebuilt, prepare(&text).unwrap());
     let words: Vec<_> = x.words().collect();
     assert!(words.iter().any(|(w, _)| *w == "ladder"));
-    assert!(words.iter().any(|(w, _)| *w == "'"), "BERT splits punctuation into words");
+    assert!(
+        words.iter().any(|(w, _)| *w == "'"),
+        "BERT splits punctuation into words"
+    );
     assert!(words.iter().all(|(_, v)| v.is_finite()));
     assert!(words.iter().any(|(_, v)| *v != 0.0));
     let best = (0..4)

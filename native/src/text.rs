@@ -724,7 +724,10 @@ fn cmd_probe(a: TextProbeArgs, device: DeviceChoice, data_dir: &Path) -> Result<
         println!("{v}");
         return Ok(());
     }
-    println!("{} ({:.4})", names[p.predicted], p.probabilities[p.predicted]);
+    println!(
+        "{} ({:.4})",
+        names[p.predicted], p.probabilities[p.predicted]
+    );
     match &p.embedding {
         Some(f) => println!(
             "embedding: a perturbation of L2 norm {:.4} flips it to {}",

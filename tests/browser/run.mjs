@@ -3,7 +3,8 @@
 // against the native CLI, its attacks' invariants, its errors, and the demo page.
 //
 //   RAMPART_BIN=… FIXTURES=dir node run.mjs
-// FIXTURES holds tiny.rampart (a bundle) and samples.json (`rampart samples`).
+// FIXTURES holds tiny.rampart (a bundle), samples.json (`rampart samples`), tiny.rampart-text
+// (a text bundle) and reports.json ([{text, label}]); ENCODER is the MiniLM folder.
 // Writes browser timings to $FIXTURES/browser-timings.json.
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
@@ -18,6 +19,8 @@ const BIN = process.env.RAMPART_BIN;
 if (!FIXTURES || !BIN) throw new Error("set FIXTURES and RAMPART_BIN");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const TOL = 1e-4;
+const ENCODER = process.env.ENCODER && path.resolve(process.env.ENCODER);
+const ONLY = process.env.ONLY ? new RegExp(process.env.ONLY) : null;
 
 const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json", ".css": "text/css" };
 const server = http.createServer((req, res) => {
@@ -25,10 +28,13 @@ const server = http.createServer((req, res) => {
   let file;
   if (url === "/blank.html") { res.writeHead(200, { "content-type": "text/html" }); return res.end("<!doctype html><title>blank</title>"); }
   if (url.startsWith("/fixtures/")) file = path.join(FIXTURES, url.slice(10));
+  else if (url.startsWith("/models/minilm/") && ENCODER) file = path.join(ENCODER, path.basename(url));
+  else if (url === "/models/osha.rampart-text") file = path.join(FIXTURES, "tiny.rampart-text");
+  else if (url === "/models/reports.json") file = path.join(FIXTURES, "reports.json");
   else if (url === "/models/demo.rampart") file = path.join(FIXTURES, "tiny.rampart");
   else if (url === "/models/samples.json") file = path.join(FIXTURES, "samples.json");
   else file = path.join(WWW, url === "/" ? "index.html" : url);
-  if (!file.startsWith(WWW) && !file.startsWith(FIXTURES)) { res.writeHead(403); return res.end(); }
+  if (!file.startsWith(WWW) && !file.startsWith(FIXTURES) && !(ENCODER && file.startsWith(ENCODER))) { res.writeHead(403); return res.end(); }
   fs.readFile(file, (err, data) => {
     if (err) { res.writeHead(404); return res.end("not found"); }
     res.writeHead(200, { "content-type": types[path.extname(file)] || "application/octet-stream" });
@@ -67,6 +73,7 @@ const native = samples.images.slice(0, N).map((img, i) => {
 const results = [];
 const timings = {};
 async function test(name, fn) {
+  if (ONLY && !ONLY.test(name)) return;
   const t0 = Date.now();
   try {
     await fn();
@@ -208,6 +215,145 @@ await test("demo page: classifies a test image and runs an attack", async () => 
     await browser.close();
   }
 });
+
+// ---- the report classifier (needs ENCODER and the text fixtures) ----
+const HAVE_TEXT = ENCODER && fs.existsSync(path.join(FIXTURES, "tiny.rampart-text"));
+const reports = HAVE_TEXT ? JSON.parse(fs.readFileSync(path.join(FIXTURES, "reports.json"), "utf8")).slice(0, 3) : [];
+const nativeText = (verb, text) => JSON.parse(execFileSync(BIN, ["text", verb, "--bundle", path.join(FIXTURES, "tiny.rampart-text"), "--encoder", ENCODER, text, "--json"], { encoding: "utf8" }));
+const TEXT_SOURCES = { bundle: "/models/osha.rampart-text", config: "/models/minilm/config.json", weights: "/models/minilm/model.safetensors", tokenizer: "/models/minilm/tokenizer.json" };
+
+// SwiftShader runs WebGPU on the CPU, slowly (a report takes seconds): there two reports are
+// classified and the probe is left to the CPU run.
+async function reportsMatchNative(backend, args) {
+  const texts = reports.slice(0, backend === "webgpu" ? 2 : 3).map((x) => x.text);
+  const { browser, page, errors } = await openPage(args);
+  try {
+    const r = await page.evaluate((b) => window.rampart.init({ backend: b }), backend);
+    assert(r.backend === backend, `init(${backend}) ran on ${r.backend} (${r.reason})`);
+    const t0 = Date.now();
+    await page.evaluate((s) => window.rampart.loadTextModel(s), TEXT_SOURCES);
+    const loadMs = Date.now() - t0;
+    const out = await page.evaluate(async (texts) => {
+      const res = [];
+      for (const t of texts) {
+        const t0 = performance.now();
+        const p = await window.rampart.classifyReport(t);
+        res.push({ ...p, ms: performance.now() - t0 });
+      }
+      return res;
+    }, texts);
+    let worst = 0;
+    out.forEach((p, i) => {
+      const want = nativeText("predict", reports[i].text);
+      want.probabilities.forEach((c, j) => {
+        assert(c.class === p.classNames[j], `class order differs at ${j}`);
+        worst = Math.max(worst, Math.abs(c.probability - p.probabilities[j]));
+      });
+      assert(p.label === want.predicted, `report ${i}: browser ${p.label}, native ${want.predicted}`);
+    });
+    assert(worst <= TOL, `probabilities differ from native by ${worst} > ${TOL}`);
+    // Explanations: same words; scores within 1e-3 + 2 % (one backward pass through BERT in f32).
+    const x = await page.evaluate((t) => window.rampart.explainReport(t), reports[0].text);
+    const nx = nativeText("explain", reports[0].text);
+    assert(x.segments.length === nx.segments.length, `segments ${x.segments.length} vs native ${nx.segments.length}`);
+    let worstScore = 0;
+    x.segments.forEach((s, i) => {
+      assert(s.text === nx.segments[i].text, `segment ${i}: '${s.text}' vs '${nx.segments[i].text}'`);
+      if (s.score !== undefined) {
+        const d = Math.abs(s.score - nx.segments[i].score);
+        worstScore = Math.max(worstScore, d);
+        assert(d <= 1e-3 + 0.02 * Math.abs(nx.segments[i].score), `word '${s.text}': ${s.score} vs native ${nx.segments[i].score}`);
+      }
+    });
+    assert(x.segments.map((s) => s.text).join("") === reports[0].text.split(/\s+/).filter(Boolean).join(" "), "segments do not rebuild the text");
+    let probeMs = null;
+    if (backend === "cpu") {
+      const t1 = Date.now();
+      const p = await page.evaluate((t) => window.rampart.probeReport(t), reports[0].text);
+      probeMs = Date.now() - t1;
+      const np = nativeText("probe", reports[0].text);
+      assert(p.predicted === np.predicted, "probe: predicted class differs");
+      assert((p.embedding === null) === (np.embedding === null), "probe: embedding flip found on one side only");
+      if (p.embedding) assert(Math.abs(p.embedding.radius - np.embedding.radius) <= 0.01, `probe radius ${p.embedding.radius} vs native ${np.embedding.radius}`);
+      assert(JSON.stringify(p.removal?.words ?? null) === JSON.stringify(np.removal?.words ?? null), "probe: removed words differ from native");
+    }
+    timings[`text-${backend}`] = {
+      load_ms: loadMs, classify_first_ms: out[0].ms, classify_ms: out[out.length - 1].ms, probe_ms: probeMs,
+      max_probability_diff: worst, max_score_diff: worstScore,
+    };
+    assert(errors.length === 0, `page errors: ${errors}`);
+  } finally {
+    await browser.close();
+  }
+}
+
+if (HAVE_TEXT) {
+  await test("text webgpu: classifyReport/explainReport/probeReport match native", () => reportsMatchNative("webgpu", WEBGPU));
+  await test("text cpu: classifyReport/explainReport/probeReport match native", () => reportsMatchNative("cpu", NO_WEBGPU));
+  await test("text: bad calls reject with clear errors", async () => {
+    const { browser, page, errors } = await openPage(NO_WEBGPU);
+    try {
+      const messages = await page.evaluate(async (S) => {
+        const m = window.rampart;
+        const out = {};
+        const grab = async (name, f) => {
+          try { await f(); out[name] = "resolved"; } catch (e) { out[name] = (e instanceof Error ? "" : "not-an-Error:") + e.message; }
+        };
+        await m.init({ backend: "cpu" });
+        await grab("no-model", () => m.classifyReport("A worker fell."));
+        await grab("missing-key", () => m.loadTextModel({ bundle: S.bundle, config: S.config, weights: S.weights }));
+        await grab("unknown-key", () => m.loadTextModel({ ...S, model: "x" }));
+        const config = new Uint8Array(await (await fetch(S.config)).arrayBuffer());
+        const other = new TextEncoder().encode(new TextDecoder().decode(config) + "\n");
+        await grab("other-encoder", () => m.loadTextModel({ ...S, config: other }));
+        await grab("bad-bundle", () => m.loadTextModel({ ...S, bundle: new Uint8Array([1, 2, 3]) }));
+        await m.loadTextModel(S);
+        await grab("empty", () => m.classifyReport("   "));
+        await grab("not-string", () => m.classifyReport(42));
+        await grab("huge", () => m.classifyReport("x".repeat(1 << 20)));
+        await grab("class", () => m.explainReport("A worker fell.", { class: 99 }));
+        await grab("option", () => m.probeReport("A worker fell.", { radius: 1 }));
+        await grab("radius", () => m.probeReport("A worker fell.", { maxRadius: -1 }));
+        out.stillWorks = (await m.classifyReport("A worker fell from a ladder.")).probabilities.length;
+        return out;
+      }, TEXT_SOURCES);
+      const expect = {
+        "no-model": /no text model loaded/, "missing-key": /needs `tokenizer`/, "unknown-key": /unknown field 'model'/,
+        "other-encoder": /do not match the bundle/, "bad-bundle": /truncated|not a|corrupt/, empty: /empty/,
+        "not-string": /as a string/, huge: /at most 100000/, class: /out of range/, option: /unknown field 'radius'/,
+        radius: /maxRadius must be/,
+      };
+      for (const [k, re] of Object.entries(expect)) assert(re.test(messages[k] ?? ""), `${k}: got '${messages[k]}'`);
+      assert(messages.stillWorks === 7, "the module stopped working after bad calls");
+      assert(errors.length === 0, `page errors: ${errors}`);
+    } finally {
+      await browser.close();
+    }
+  });
+  await test("report page: downloads the encoder, classifies, explains and probes", async () => {
+    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...COMMON, ...NO_WEBGPU] });
+    try {
+      const page = await browser.newPage();
+      const errors = [];
+      page.on("pageerror", (e) => errors.push(String(e)));
+      await page.goto(`${BASE}/reports.html`);
+      await page.waitForFunction(() => document.querySelectorAll("#highlighted .word").length > 3, null, { timeout: 180000 });
+      assert((await page.textContent("#status")) === "ready", `status: ${await page.textContent("#status")}`);
+      assert((await page.$$("#probs .bar")).length === 7, "not 7 class bars");
+      await page.click("#probe");
+      await page.waitForFunction(() => /Predicted/.test(document.getElementById("probe-result").textContent), null, { timeout: 180000 });
+      // A reload takes the encoder from Cache Storage.
+      const cached = await page.evaluate(async () => (await (await caches.open("rampart-models-v1")).keys()).length);
+      assert(cached === 4, `${cached} files in the cache`);
+      if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT.replace(/\.png$/, "-reports.png"), fullPage: true });
+      assert(errors.length === 0, `page errors: ${errors}`);
+    } finally {
+      await browser.close();
+    }
+  });
+} else {
+  console.log("skip text tests: set ENCODER and put tiny.rampart-text and reports.json in FIXTURES");
+}
 
 fs.writeFileSync(path.join(FIXTURES, "browser-timings.json"), JSON.stringify(timings, null, 2));
 server.close();

@@ -52,7 +52,11 @@ struct InitResult {
 }
 
 /// serde-wasm-bindgen reads only the fields it knows; a misspelt option must not pass silently.
-fn reject_unknown_keys(options: &JsValue, allowed: &[&str], call: &str) -> Result<(), JsError> {
+pub(crate) fn reject_unknown_keys(
+    options: &JsValue,
+    allowed: &[&str],
+    call: &str,
+) -> Result<(), JsError> {
     if !options.is_object() {
         return Err(err(format!("{call} takes an options object")));
     }
@@ -138,9 +142,13 @@ pub async fn init(
         s.active = Some((backend, device));
         s.source.clone()
     });
-    // Move an already loaded model to the new device.
+    // Move already loaded models to the new device.
     if let Some(bundle) = source {
         install_bundle(&bundle.to_bytes())?;
+    }
+    let text = STATE.with(|s| s.borrow().text.as_ref().map(|t| t.source.clone()));
+    if let Some(text) = text {
+        crate::text::install(text)?;
     }
     to_js(&InitResult { backend, reason })
 }
@@ -180,7 +188,7 @@ pub async fn load_bundle(
     })
 }
 
-async fn fetch_bytes(url: &str) -> Result<Vec<u8>, JsError> {
+pub(crate) async fn fetch_bytes(url: &str) -> Result<Vec<u8>, JsError> {
     let global = js_sys::global();
     let fetch = Reflect::get(&global, &"fetch".into())
         .ok()

@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 mod api;
+mod text;
 
 pub use api::*;
+pub use text::*;
 
 #[derive(Default)]
 struct State {
@@ -25,6 +27,8 @@ struct State {
     bundle: Option<(BundleHeader, Model)>,
     /// The loaded bundle, kept to move the model when the backend changes.
     source: Option<Bundle>,
+    /// The report classifier, if loaded.
+    text: Option<text::TextModel>,
 }
 
 thread_local! {

@@ -76,7 +76,9 @@ pub async fn classify(
     device: &Device,
 ) -> Result<Vec<f32>> {
     let text = prepare(text)?;
-    let x = encoder.embed(&[&text], 8192, device, &mut |_, _| {}).await?;
+    let x = encoder
+        .embed(&[&text], 8192, device, &mut |_, _| {})
+        .await?;
     Ok(predict_proba(mlp, &x, device).await?.remove(0))
 }
 
@@ -228,7 +230,9 @@ async fn flips_within(
     let k = mlp.num_classes();
     let onehot = Tensor::<2>::from_data(
         TensorData::new(
-            (0..k).map(|j| if j == class { 1f32 } else { 0.0 }).collect(),
+            (0..k)
+                .map(|j| if j == class { 1f32 } else { 0.0 })
+                .collect(),
             [1, k],
         ),
         &device,
@@ -243,10 +247,22 @@ async fn flips_within(
         let own = (logits * onehot.clone()).sum_dim(1);
         let grads = (other - own).sum().backward();
         let g = at.grad(&grads).expect("input gradient");
-        let gn = g.clone().square().sum().sqrt().clamp_min(1e-12).reshape([1, 1]);
+        let gn = g
+            .clone()
+            .square()
+            .sum()
+            .sqrt()
+            .clamp_min(1e-12)
+            .reshape([1, 1]);
         let moved = xa + g / gn * step;
         let d = moved - x.clone();
-        let dn = d.clone().square().sum().sqrt().clamp_min(1e-12).reshape([1, 1]);
+        let dn = d
+            .clone()
+            .square()
+            .sum()
+            .sqrt()
+            .clamp_min(1e-12)
+            .reshape([1, 1]);
         let factor = (dn.recip() * r).clamp_max(1.0);
         xa = (x.clone() + d * factor).detach();
         let predicted = argmax(&crate::eval::read_floats(mlp.forward(xa.clone())).await?);
@@ -278,8 +294,13 @@ pub async fn probe(
     let class = explanation.class;
     let frozen = mlp.clone().freeze();
     let text = prepare(text)?;
-    let embedding = encoder.embed(&[&text], 8192, device, &mut |_, _| {}).await?;
-    let x = Tensor::<2>::from_data(TensorData::new(embedding[0].clone(), [1, embedding[0].len()]), device);
+    let embedding = encoder
+        .embed(&[&text], 8192, device, &mut |_, _| {})
+        .await?;
+    let x = Tensor::<2>::from_data(
+        TensorData::new(embedding[0].clone(), [1, embedding[0].len()]),
+        device,
+    );
 
     let mut embedding_flip = None;
     if let Some(c) = flips_within(&frozen, &x, class, config.max_radius, config.pgd_steps).await? {
