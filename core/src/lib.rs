@@ -4,6 +4,7 @@
 //! Burn's CPU backend, natively on wgpu, and in a browser on WebGPU.
 
 pub mod attack;
+pub mod augment;
 pub mod bundle;
 pub mod data;
 pub mod encoder;

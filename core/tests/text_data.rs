@@ -22,8 +22,8 @@ fn reads_both_key_spellings_augmented_rows_and_collapses_whitespace() {
     assert_eq!(d.records[1].id, "17");
     assert_eq!(d.records[1].text, "FIRE IN SHOP");
     assert_eq!(d.records[1].label, 4);
-    assert_eq!(d.records[2].source_id.as_deref(), Some("355"));
-    assert_eq!(d.records[0].source_id, None);
+    assert_eq!(d.records[2].sources, vec!["355".to_string()]);
+    assert!(d.records[0].sources.is_empty());
     assert_eq!(d.class_counts(), vec![1, 0, 0, 1, 1, 0, 0]);
 }
 
@@ -93,7 +93,7 @@ fn the_released_files_load_with_their_documented_counts() {
     assert_eq!(val.len(), 447);
     let abex = load_osha(&dir.join("train_abex.json")).unwrap();
     assert_eq!(abex.len(), 2785);
-    assert!(abex.records.iter().all(|r| r.source_id.is_some()));
+    assert!(abex.records.iter().all(|r| r.sources.len() == 1));
     // Augmentation targets the four minority classes only.
     let counts = abex.class_counts();
     assert_eq!(counts[..3], [0, 0, 0], "{counts:?}");

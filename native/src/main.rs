@@ -1,7 +1,9 @@
 //! `rampart`: train, evaluate, attack, inspect and export robust classifiers.
 
+mod augment;
 mod device;
 mod image;
+mod llm;
 mod text;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +62,8 @@ enum Command {
     /// Accident-report classification (ABEX-RAT): train, eval, predict.
     #[command(subcommand)]
     Text(text::TextCommand),
+    /// ABEX augmentation: abstract minority-class reports and expand them into new ones.
+    Augment(augment::AugmentArgs),
 }
 
 #[derive(Args)]
@@ -364,6 +368,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Samples(a) => cmd_samples(a, &data_dir),
         Command::BenchStep(a) => cmd_bench_step(a, cli.device, &data_dir),
         Command::Text(c) => text::run(c, cli.device, &data_dir),
+        Command::Augment(a) => augment::run(a, &data_dir),
     }
 }
 

@@ -14,6 +14,7 @@ use rampart_core::text::classifier::{
 };
 use rampart_core::text::explain;
 use rampart_core::text::metrics::{ClassificationReport, classification_report};
+use rampart_core::text::tfidf::Tfidf;
 use sha2::{Digest, Sha256};
 
 use crate::bar;
@@ -56,6 +57,18 @@ enum AugmentArg {
     None,
     /// Plus the published ABEX augmentations (osha/train_abex.json).
     Abex,
+    /// Plus reports written by `rampart augment` (--augment-file).
+    File,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum FeaturesArg {
+    /// MiniLM sentence embeddings.
+    Embedding,
+    /// TF-IDF of words and word pairs (fit on the training fold), the lexical baseline.
+    Tfidf,
+    /// Both, concatenated.
+    Both,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,7 +82,14 @@ enum LossArg {
 pub struct RecipeArgs {
     #[arg(long, value_enum, default_value_t = AugmentArg::Abex)]
     augment: AugmentArg,
-    /// Hidden layer widths of the MLP, e.g. 512 or 512,256.
+    /// JSON lines from `rampart augment`, with --augment file.
+    #[arg(long)]
+    augment_file: Option<PathBuf>,
+    /// Input features (cv only; bundles hold embedding classifiers).
+    #[arg(long, value_enum, default_value_t = FeaturesArg::Embedding)]
+    features: FeaturesArg,
+    /// Hidden layer widths of the MLP, e.g. 512 or 512,256; 0: none (a linear model, i.e.
+    /// logistic regression with --loss ce --rat off).
     #[arg(long, value_delimiter = ',', default_value = "512")]
     hidden: Vec<usize>,
     #[arg(long, default_value_t = 0.2)]
@@ -375,10 +395,13 @@ fn rat_config(a: &RecipeArgs) -> Result<Option<RatConfig>> {
 
 fn training_set(a: &TextTrainArgs, data_dir: &Path) -> Result<TextDataset> {
     let osha = data_dir.join("osha");
+    if a.recipe.features != FeaturesArg::Embedding {
+        bail!("--features tfidf|both is for `text cv` only: bundles hold embedding classifiers");
+    }
     let train = load_osha(&osha.join("train.json"))?;
-    let mut set = match a.recipe.augment {
-        AugmentArg::None => train,
-        AugmentArg::Abex => train.concat(&load_osha(&osha.join("train_abex.json"))?)?,
+    let mut set = match a.recipe.augmentation(&osha, &train.class_names)? {
+        None => train,
+        Some(extra) => train.concat(&extra)?,
     };
     if let Some(n) = a.limit {
         set.records.truncate(n);
@@ -389,7 +412,7 @@ fn training_set(a: &TextTrainArgs, data_dir: &Path) -> Result<TextDataset> {
 impl RecipeArgs {
     fn config(&self) -> Result<TextTrainConfig> {
         Ok(TextTrainConfig {
-            hidden: self.hidden.clone(),
+            hidden: self.hidden.iter().copied().filter(|&h| h > 0).collect(),
             dropout: self.dropout,
             loss: match self.loss {
                 LossArg::Ce => TextLoss::CrossEntropy,
@@ -408,11 +431,42 @@ impl RecipeArgs {
         })
     }
 
-    fn augment_name(&self) -> &'static str {
+    fn augment_name(&self) -> String {
         match self.augment {
-            AugmentArg::None => "none",
-            AugmentArg::Abex => "abex",
+            AugmentArg::None => "none".into(),
+            AugmentArg::Abex => "abex".into(),
+            AugmentArg::File => format!(
+                "file:{}",
+                self.augment_file
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            ),
         }
+    }
+
+    /// The augmented reports the recipe adds to its training reports, if any.
+    fn augmentation(&self, osha: &Path, class_names: &[String]) -> Result<Option<TextDataset>> {
+        if self.augment_file.is_some() && !matches!(self.augment, AugmentArg::File) {
+            bail!("--augment-file needs --augment file");
+        }
+        Ok(match self.augment {
+            AugmentArg::None => None,
+            AugmentArg::Abex => Some(load_osha(&osha.join("train_abex.json"))?),
+            AugmentArg::File => {
+                let path = self
+                    .augment_file
+                    .as_ref()
+                    .context("--augment file needs --augment-file FILE.jsonl")?;
+                let bytes =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                Some(rampart_core::augment::parse_jsonl(
+                    &bytes,
+                    &path.display().to_string(),
+                    class_names,
+                )?)
+            }
+        })
     }
 }
 
@@ -575,10 +629,7 @@ fn cmd_cv(a: TextCvArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
     use rampart_core::text::metrics::mean_sd;
     let osha = data_dir.join("osha");
     let base = load_osha(&osha.join("train.json"))?.concat(&load_osha(&osha.join("val.json"))?)?;
-    let augmented = match a.recipe.augment {
-        AugmentArg::None => None,
-        AugmentArg::Abex => Some(load_osha(&osha.join("train_abex.json"))?),
-    };
+    let augmented = a.recipe.augmentation(&osha, &base.class_names)?;
     let config = a.recipe.config()?;
     let mut embedder = Embedder::new(&a.encoder, data_dir, device)?;
     let x = embedder.embed(&base.texts())?;
@@ -616,11 +667,43 @@ fn cmd_cv(a: TextCvArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
             if let Some(aug) = &augmented {
                 for (rec, v) in aug.records.iter().zip(&xa) {
                     // An augmentation of a held-out report would leak it into training.
-                    if !rec.source_id.as_deref().is_some_and(|s| held.contains(s)) {
+                    if !rec.sources.iter().any(|s| held.contains(s.as_str())) {
                         tx.push(v.clone());
                         ty.push(rec.label);
                     }
                 }
+            }
+            if a.recipe.features != FeaturesArg::Embedding {
+                // Fit the vocabulary on the training fold only.
+                let mut train_texts: Vec<&str> = Vec::new();
+                let mut val_texts: Vec<&str> = Vec::new();
+                for (rec, &k) in base.records.iter().zip(&fold) {
+                    if k == f {
+                        val_texts.push(&rec.text);
+                    } else {
+                        train_texts.push(&rec.text);
+                    }
+                }
+                if let Some(aug) = &augmented {
+                    for rec in &aug.records {
+                        if !rec.sources.iter().any(|s| held.contains(s.as_str())) {
+                            train_texts.push(&rec.text);
+                        }
+                    }
+                }
+                let tfidf = Tfidf::fit(&train_texts, 2, 20_000, true)?;
+                let lexical = |texts: &[&str], dense: &mut Vec<Vec<f32>>| {
+                    for (i, t) in texts.iter().enumerate() {
+                        let v = tfidf.transform(t);
+                        if a.recipe.features == FeaturesArg::Both {
+                            dense[i].extend(v);
+                        } else {
+                            dense[i] = v;
+                        }
+                    }
+                };
+                lexical(&train_texts, &mut tx);
+                lexical(&val_texts, &mut vx);
             }
             let run_config = TextTrainConfig {
                 seed: config.seed.wrapping_add((r * a.folds + f) as u64),
@@ -652,7 +735,8 @@ fn cmd_cv(a: TextCvArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
     };
     let summary = serde_json::json!({
         "folds": a.folds, "repeats": a.repeats, "reports": base.len(),
-        "augment": a.recipe.augment_name(), "config": config,
+        "augment": a.recipe.augment_name(), "features": a.recipe.features.to_possible_value().map(|v| v.get_name().to_string()),
+        "config": config,
         "accuracy": stat("accuracy"), "macro_f1": stat("macro_f1"), "weighted_f1": stat("weighted_f1"),
         "runs": runs,
     });

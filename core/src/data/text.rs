@@ -29,8 +29,9 @@ pub struct TextRecord {
     pub id: String,
     pub text: String,
     pub label: usize,
-    /// For an augmented report (`"<id>-aug-<n>"`), the id of the report it came from.
-    pub source_id: Option<String>,
+    /// For an augmented report, the ids of the reports it was made from (for a published
+    /// augmentation `"<id>-aug-<n>"`, `<id>`); empty for an original report.
+    pub sources: Vec<String>,
 }
 
 /// A labelled text dataset.
@@ -155,12 +156,15 @@ fn parse_record(row: &Value, index: usize, what: &str) -> Result<TextRecord> {
     if text.is_empty() {
         return Err(bad("has an empty title and summary".into()));
     }
-    let source_id = id.split_once("-aug-").map(|(source, _)| source.to_string());
+    let sources = id
+        .split_once("-aug-")
+        .map(|(source, _)| vec![source.to_string()])
+        .unwrap_or_default();
     Ok(TextRecord {
         id,
         text,
         label,
-        source_id,
+        sources,
     })
 }
 

@@ -5,3 +5,4 @@ pub mod classifier;
 pub mod cv;
 pub mod explain;
 pub mod metrics;
+pub mod tfidf;

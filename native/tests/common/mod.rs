@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 /// `$RAMPART_DATA`, else the shared folder beside the repository.
+#[allow(dead_code)] // not every test file needs the data
 pub fn data_dir() -> PathBuf {
     std::env::var_os("RAMPART_DATA")
         .map(PathBuf::from)

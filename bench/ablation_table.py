@@ -1,0 +1,27 @@
+"""Prints the OSHA cross-validation ablation table (Markdown) from runs/osha-cv-*.json."""
+import json
+from pathlib import Path
+
+ROWS = [
+    ("default", "ABEX-RAT recipe: published augmentation, RAT (none/gaussian/FGM/PGD at 1/4 each), focal"),
+    ("augmentnone", "no augmentation"),
+    ("augmentown", "own augmentation (`rampart augment --generator offline`)"),
+    ("ratoff", "no RAT"),
+    ("ratgaussian", "RAT: Gaussian noise only"),
+    ("ratfgm", "RAT: FGM only"),
+    ("ratpgd", "RAT: PGD only"),
+    ("lossce", "cross-entropy instead of focal"),
+    ("both", "embedding + TF-IDF features"),
+    ("logreg", "baseline: embedding + logistic regression"),
+    ("tfidf", "baseline: TF-IDF + logistic regression"),
+]
+print("| row | macro-F1 | accuracy | weighted-F1 |")
+print("|---|---|---|---|")
+for name, label in ROWS:
+    f = Path(f"runs/osha-cv-{name}.json")
+    if not f.exists():
+        print(f"| {label} | (not run) | | |")
+        continue
+    r = json.loads(f.read_text())
+    cell = lambda k: f"{100 * r[k]['mean']:.1f} ± {100 * r[k]['sd']:.1f}"
+    print(f"| {label} | {cell('macro_f1')} | {cell('accuracy')} | {cell('weighted_f1')} |")

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Cross-validated ablation of the ABEX-RAT recipe and the baselines on the OSHA train + val
+# reports (5 folds × 2 repeats; augmented reports join a training fold only when all their
+# source reports are in it). Writes runs/osha-cv-<row>.json (existing files are kept unless
+# FORCE=1) and prints the table for docs/RESULTS.md (python3 bench/ablation_table.py).
+source "$(dirname "$0")/../scripts/env.sh"
+cd "$ROOT"
+cargo build --release -p rampart
+mkdir -p runs
+[ -f runs/augment-offline.jsonl ] || "$RAMPART_BIN" augment --generator offline --out runs/augment-offline.jsonl
+row() {
+  local name="$1"; shift
+  if [ -f "runs/osha-cv-$name.json" ] && [ -z "${FORCE:-}" ]; then return; fi
+  echo "== $name: $*"
+  "$RAMPART_BIN" text cv --json "$@" > "runs/osha-cv-$name.json.tmp"
+  mv "runs/osha-cv-$name.json.tmp" "runs/osha-cv-$name.json"
+}
+# The recipe (defaults) and one change at a time.
+row default
+row augmentnone --augment none
+row augmentown --augment file --augment-file runs/augment-offline.jsonl
+row ratoff --rat off
+row ratgaussian --rat 0,1,0,0
+row ratfgm --rat 0,0,1,0
+row ratpgd --rat 0,0,0,1
+row lossce --loss ce
+row both --features both
+# Baselines: logistic regression (no hidden layer, cross-entropy, no RAT, no augmentation).
+row logreg --hidden 0 --loss ce --balanced-alpha false --rat off --augment none --lr 0.01 --epochs 50
+row tfidf --features tfidf --hidden 0 --loss ce --balanced-alpha false --rat off --augment none --lr 0.01 --epochs 50
+python3 bench/ablation_table.py
