@@ -5,7 +5,7 @@ independently with PyTorch: sentence-transformers' own `encode` for texts that f
 token vectors, L2-normalised).
 
     pip install sentence-transformers
-    python3 bench/minilm_reference.py [--model DIR] [--data DIR] [--count 12] > core/tests/fixtures/minilm_reference.json
+    python3 bench/minilm_reference.py [--model DIR] [--data DIR] [--count 17] > core/tests/fixtures/minilm_reference.json
 
 Writes JSON: the README's two reference cosines and, for the first `count` validation reports
 plus the longest ones, their text and embedding.
@@ -25,7 +25,7 @@ root = pathlib.Path(__file__).resolve().parent.parent
 p = argparse.ArgumentParser()
 p.add_argument("--model", default=str(root / "../shared/models/all-MiniLM-L6-v2"))
 p.add_argument("--data", default=os.environ.get("RAMPART_DATA", str(root / "../shared/data")))
-p.add_argument("--count", type=int, default=12)
+p.add_argument("--count", type=int, default=17)
 a = p.parse_args()
 
 st = SentenceTransformer(a.model, device="cpu")

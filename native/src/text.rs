@@ -10,7 +10,7 @@ use rampart_core::bundle::{TextBundle, TextBundleHeader};
 use rampart_core::data::text::{TextDataset, load_osha, report_text};
 use rampart_core::encoder::SentenceEncoder;
 use rampart_core::text::classifier::{
-    MlpConfig, RatConfig, TextLoss, TextTrainConfig, predict_proba, train_mlp,
+    MlpConfig, RatConfig, TextLoss, TextTrainConfig, logit_adjustment, predict_proba, train_mlp,
 };
 use rampart_core::text::explain;
 use rampart_core::text::metrics::{ClassificationReport, classification_report};
@@ -110,6 +110,10 @@ pub struct RecipeArgs {
     rat_eps: f32,
     #[arg(long, default_value_t = 3)]
     rat_pgd_steps: usize,
+    /// Post-hoc logit adjustment τ (logits − τ·ln class frequency); `text cv` takes a list
+    /// and reports each.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    logit_adjust: Vec<f32>,
     /// Weight of the loss on perturbed embeddings.
     #[arg(long, default_value_t = 1.0)]
     rat_weight: f32,
@@ -501,8 +505,13 @@ fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<
             .unwrap_or_else(|| data_dir.join("osha/val.json")),
     )?;
     let mut embedder = Embedder::new(&a.encoder, data_dir, device)?;
+    let clock = std::time::Instant::now();
     let x = embedder.embed(&train.texts())?;
+    // Embedded here (not lazily in `evaluate`) so that the embedding time covers both files.
+    embedder.embed(&val.texts())?;
+    let embed_seconds = clock.elapsed().as_secs_f64();
     let config = a.recipe.config()?;
+    let clock = std::time::Instant::now();
     let pb = bar(config.epochs as u64, "train");
     let mut history = Vec::new();
     let model = train_mlp(
@@ -518,6 +527,12 @@ fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<
         },
     )?;
     pb.finish_and_clear();
+    let train_seconds = clock.elapsed().as_secs_f64();
+    let tau = match a.recipe.logit_adjust[..] {
+        [t] if t.is_finite() => t,
+        _ => bail!("text train takes one --logit-adjust value"),
+    };
+    let model = model.shift_logits(&logit_adjustment(&train.class_counts(), tau))?;
     let header = TextBundleHeader {
         mlp: MlpConfig {
             input: embedder.encoder.dim(),
@@ -530,6 +545,7 @@ fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<
         encoder_fingerprint: embedder.encoder.fingerprint.clone(),
         recipe: serde_json::json!({
             "augment": a.recipe.augment_name(),
+            "logit_adjust": tau,
             "train_reports": train.len(),
             "config": config,
         }),
@@ -538,10 +554,17 @@ fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<
     };
     let mut bundle = TextBundle::new(&model, header)?;
     let report = evaluate(&bundle, &val, &mut embedder)?;
-    bundle.header.metrics = serde_json::json!({ "validation": report, "history": history });
+    let timing = serde_json::json!({
+        "embed_seconds": embed_seconds, "train_seconds": train_seconds,
+        "reports_embedded": train.len() + val.len(), "train_samples": train.len(),
+    });
+    bundle.header.metrics =
+        serde_json::json!({ "validation": report, "history": history, "timing": timing });
     bundle.save(&a.out)?;
     if a.json {
-        println!("{}", serde_json::to_string(&report)?);
+        let mut v = serde_json::to_value(&report)?;
+        v["timing"] = timing;
+        println!("{v}");
     } else {
         println!("wrote {}", a.out.display());
         println!(
@@ -718,37 +741,78 @@ fn cmd_cv(a: TextCvArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
                 &mut |_| {},
             )?;
             let probs = pollster::block_on(predict_proba(&model, &vx, &embedder.device))?;
-            let pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
-            let report = classification_report(&vy, &pred, &base.class_names)?;
-            runs.push(serde_json::json!({
-                "repeat": r, "fold": f, "accuracy": report.accuracy,
-                "macro_f1": report.macro_f1, "weighted_f1": report.weighted_f1,
-            }));
+            let mut counts = vec![0usize; base.num_classes()];
+            ty.iter().for_each(|&c| counts[c] += 1);
+            let mut per_tau = Vec::new();
+            for &tau in &a.recipe.logit_adjust {
+                let shift = logit_adjustment(&counts, tau);
+                let pred: Vec<usize> = probs
+                    .iter()
+                    .map(|p| {
+                        let z: Vec<f32> = p
+                            .iter()
+                            .zip(&shift)
+                            .map(|(p, s)| p.max(1e-30).ln() + s)
+                            .collect();
+                        argmax(&z)
+                    })
+                    .collect();
+                let report = classification_report(&vy, &pred, &base.class_names)?;
+                per_tau.push(serde_json::json!({
+                    "tau": tau, "accuracy": report.accuracy,
+                    "macro_f1": report.macro_f1, "weighted_f1": report.weighted_f1,
+                }));
+            }
+            let mut run = per_tau[0].clone();
+            run["repeat"] = r.into();
+            run["fold"] = f.into();
+            run["logit_adjust"] = per_tau.into();
+            runs.push(run);
             pb.inc(1);
         }
     }
     pb.finish_and_clear();
-    let stat = |key: &str| {
-        let v: Vec<f64> = runs.iter().map(|r| r[key].as_f64().unwrap()).collect();
+    let stat_of = |t: usize, key: &str| {
+        let v: Vec<f64> = runs
+            .iter()
+            .map(|r| r["logit_adjust"][t][key].as_f64().unwrap())
+            .collect();
         let (m, sd) = mean_sd(&v);
         serde_json::json!({"mean": m, "sd": sd})
     };
+    let stat = |key: &str| stat_of(0, key);
+    let by_tau: Vec<serde_json::Value> = a
+        .recipe
+        .logit_adjust
+        .iter()
+        .enumerate()
+        .map(|(t, tau)| {
+            serde_json::json!({
+                "tau": tau, "accuracy": stat_of(t, "accuracy"),
+                "macro_f1": stat_of(t, "macro_f1"), "weighted_f1": stat_of(t, "weighted_f1"),
+            })
+        })
+        .collect();
     let summary = serde_json::json!({
         "folds": a.folds, "repeats": a.repeats, "reports": base.len(),
         "augment": a.recipe.augment_name(), "features": a.recipe.features.to_possible_value().map(|v| v.get_name().to_string()),
         "config": config,
         "accuracy": stat("accuracy"), "macro_f1": stat("macro_f1"), "weighted_f1": stat("weighted_f1"),
-        "runs": runs,
+        "logit_adjust": by_tau.clone(), "runs": runs,
     });
     if a.json {
         println!("{summary}");
     } else {
-        for key in ["accuracy", "macro_f1", "weighted_f1"] {
-            println!(
-                "{key:>12}  {:.4} ± {:.4}",
-                summary[key]["mean"].as_f64().unwrap(),
-                summary[key]["sd"].as_f64().unwrap()
-            );
+        for t in &by_tau {
+            print!("logit adjust τ = {}:", t["tau"]);
+            for key in ["accuracy", "macro_f1", "weighted_f1"] {
+                print!(
+                    "  {key} {:.4} ± {:.4}",
+                    t[key]["mean"].as_f64().unwrap(),
+                    t[key]["sd"].as_f64().unwrap()
+                );
+            }
+            println!();
         }
     }
     Ok(())

@@ -266,6 +266,19 @@ async function reportsMatchNative(backend, args) {
       }
     });
     assert(x.segments.map((s) => s.text).join("") === reports[0].text.split(/\s+/).filter(Boolean).join(" "), "segments do not rebuild the text");
+    // Encoder parity with the PyTorch reference (bench/minilm_reference.py): all 20 reports on
+    // the CPU, the 3 shortest on SwiftShader's slow WebGPU.
+    let refs = JSON.parse(fs.readFileSync(path.join(ROOT, "core/tests/fixtures/minilm_reference.json"), "utf8")).reports;
+    if (backend === "webgpu") refs = refs.sort((a, b) => a.word_pieces - b.word_pieces).slice(0, 3);
+    const embedded = await page.evaluate((texts) => window.rampart.embedReports(texts), refs.map((r) => r.text));
+    let worstCos = 1;
+    embedded.forEach((v, i) => {
+      const r = refs[i].embedding;
+      const dot = v.reduce((a, x, j) => a + x * r[j], 0);
+      const cos = dot / Math.sqrt(v.reduce((a, x) => a + x * x, 0) * r.reduce((a, x) => a + x * x, 0));
+      worstCos = Math.min(worstCos, cos);
+    });
+    assert(worstCos >= 0.9999, `encoder cosine vs reference ${worstCos} < 0.9999`);
     let probeMs = null;
     if (backend === "cpu") {
       const t1 = Date.now();
@@ -279,7 +292,7 @@ async function reportsMatchNative(backend, args) {
     }
     timings[`text-${backend}`] = {
       load_ms: loadMs, classify_first_ms: out[0].ms, classify_ms: out[out.length - 1].ms, probe_ms: probeMs,
-      max_probability_diff: worst, max_score_diff: worstScore,
+      max_probability_diff: worst, max_score_diff: worstScore, reference_reports: refs.length, min_cosine_vs_reference: worstCos,
     };
     assert(errors.length === 0, `page errors: ${errors}`);
   } finally {
@@ -314,6 +327,8 @@ if (HAVE_TEXT) {
         await grab("class", () => m.explainReport("A worker fell.", { class: 99 }));
         await grab("option", () => m.probeReport("A worker fell.", { radius: 1 }));
         await grab("radius", () => m.probeReport("A worker fell.", { maxRadius: -1 }));
+        await grab("embed-not-array", () => m.embedReports("text"));
+        await grab("embed-bad-item", () => m.embedReports(["ok", 3]));
         out.stillWorks = (await m.classifyReport("A worker fell from a ladder.")).probabilities.length;
         return out;
       }, TEXT_SOURCES);
@@ -321,7 +336,7 @@ if (HAVE_TEXT) {
         "no-model": /no text model loaded/, "missing-key": /needs `tokenizer`/, "unknown-key": /unknown field 'model'/,
         "other-encoder": /do not match the bundle/, "bad-bundle": /truncated|not a|corrupt/, empty: /empty/,
         "not-string": /as a string/, huge: /at most 100000/, class: /out of range/, option: /unknown field 'radius'/,
-        radius: /maxRadius must be/,
+        radius: /maxRadius must be/, "embed-not-array": /array of strings/, "embed-bad-item": /texts\[1\]/,
       };
       for (const [k, re] of Object.entries(expect)) assert(re.test(messages[k] ?? ""), `${k}: got '${messages[k]}'`);
       assert(messages.stillWorks === 7, "the module stopped working after bad calls");

@@ -283,3 +283,29 @@ pub async fn probe_report(
     }
     to_js(&v)
 }
+
+/// Unit sentence embeddings of reports (the encoder of the loaded text model, the same
+/// windowing and pooling as natively).
+#[wasm_bindgen(js_name = embedReports, unchecked_return_type = "number[][]")]
+pub async fn embed_reports(
+    #[wasm_bindgen(unchecked_param_type = "string[]")] texts: JsValue,
+) -> Result<JsValue, JsError> {
+    if !js_sys::Array::is_array(&texts) {
+        return Err(err("embedReports takes an array of strings"));
+    }
+    let mut prepared = Vec::new();
+    for (i, t) in js_sys::Array::from(&texts).iter().enumerate() {
+        prepared.push(report(&t, &format!("embedReports: texts[{i}]"))?);
+    }
+    if prepared.len() > 1000 {
+        return Err(err("embedReports takes at most 1000 texts per call"));
+    }
+    let (_, encoder, _) = loaded()?;
+    let device = device()?;
+    let refs: Vec<&str> = prepared.iter().map(String::as_str).collect();
+    let v = encoder
+        .embed(&refs, 8192, &device, &mut |_, _| {})
+        .await
+        .map_err(err)?;
+    to_js(&v)
+}

@@ -74,6 +74,36 @@ impl Mlp {
     pub fn num_classes(&self) -> usize {
         self.out.weight.dims()[1]
     }
+
+    /// The same classifier with `delta` added to its logits (its output bias), e.g. a
+    /// [`logit_adjustment`].
+    pub fn shift_logits(mut self, delta: &[f32]) -> Result<Self> {
+        if delta.len() != self.num_classes() {
+            return Err(Error::invalid(
+                "logit shift",
+                format!("{} values for {} classes", delta.len(), self.num_classes()),
+            ));
+        }
+        let device = self.out.weight.device();
+        let shift = Tensor::<1>::from_data(TensorData::new(delta.to_vec(), [delta.len()]), &device);
+        let bias = match self.out.bias.take() {
+            Some(b) => b.val() + shift,
+            None => shift,
+        };
+        self.out.bias = Some(burn::module::Param::from_tensor(bias));
+        Ok(self)
+    }
+}
+
+/// Post-hoc logit adjustment for class imbalance (Menon et al., 2021): `−τ·ln π_c`, with π the
+/// training-class frequencies; τ = 0 changes nothing, τ = 1 turns the arg max of the
+/// posterior into that of the balanced (class-conditional) likelihood.
+pub fn logit_adjustment(counts: &[usize], tau: f32) -> Vec<f32> {
+    let n: usize = counts.iter().sum();
+    counts
+        .iter()
+        .map(|&c| -tau * ((c.max(1) as f32) / n.max(1) as f32).ln())
+        .collect()
 }
 
 /// The loss a text classifier trains on.
