@@ -4,6 +4,7 @@
 //! tensor, so that no attack needs a synchronous read-back (the browser forbids them).
 
 pub mod pgd;
+pub mod semantic;
 
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};

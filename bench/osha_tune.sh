@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The documented hyper-parameter search for `rampart text train`'s defaults: repeated
+# stratified 5-fold CV (2 repeats) on train + val, one change at a time from the recipe, each
+# scored at several post-hoc logit-adjustment strengths τ. Writes runs/osha-tune-<name>.json
+# (kept unless FORCE=1) and prints macro-F1 mean ± sd per (row, τ).
+source "$(dirname "$0")/../scripts/env.sh"
+cd "$ROOT"
+cargo build --release -p rampart
+mkdir -p runs
+TAUS="${TAUS:-0,0.25,0.5,0.75,1}"
+row() {
+  local name="$1"; shift
+  if [ -f "runs/osha-tune-$name.json" ] && [ -z "${FORCE:-}" ]; then return; fi
+  echo "== $name: $*"
+  "$RAMPART_BIN" text cv --json --logit-adjust "$TAUS" "$@" > "runs/osha-tune-$name.json.tmp"
+  mv "runs/osha-tune-$name.json.tmp" "runs/osha-tune-$name.json"
+}
+row recipe
+row eps0.02 --rat-eps 0.02
+row eps0.1 --rat-eps 0.1
+row eps0.2 --rat-eps 0.2
+row hidden1024 --hidden 1024
+row gamma1 --gamma 1
+row epochs60 --epochs 60
+row nobalance --balanced-alpha false
+python3 - <<'PY'
+import json, glob
+rows = []
+for f in sorted(glob.glob("runs/osha-tune-*.json")):
+    r = json.load(open(f))
+    name = f[len("runs/osha-tune-"):-len(".json")]
+    cells = "  ".join(f"τ={t['tau']:g}: {100*t['macro_f1']['mean']:.1f}±{100*t['macro_f1']['sd']:.1f}" for t in r["logit_adjust"])
+    print(f"{name:>12}  {cells}")
+PY
