@@ -2,8 +2,10 @@
 
 mod augment;
 mod device;
+mod diagnose;
 mod image;
 mod llm;
+mod plot;
 mod text;
 
 use std::path::{Path, PathBuf};
@@ -64,6 +66,8 @@ enum Command {
     Text(text::TextCommand),
     /// ABEX augmentation: abstract minority-class reports and expand them into new ones.
     Augment(augment::AugmentArgs),
+    /// Which semantic attributes break a model (SIA): histograms and single-attribute sweeps.
+    Diagnose(diagnose::DiagnoseArgs),
 }
 
 #[derive(Args)]
@@ -369,6 +373,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::BenchStep(a) => cmd_bench_step(a, cli.device, &data_dir),
         Command::Text(c) => text::run(c, cli.device, &data_dir),
         Command::Augment(a) => augment::run(a, &data_dir),
+        Command::Diagnose(a) => diagnose::run(a, cli.device, &data_dir),
     }
 }
 

@@ -164,6 +164,51 @@ fn train_inspect_eval_attack_export_predict() {
         .collect();
     assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-4);
     assert_eq!(p["predicted"], a["before"]["class"]);
+
+    // SIA diagnosis: JSON with one histogram entry per attribute, and the SVG charts.
+    let diag = dir.path().join("diag");
+    let d = diag.to_str().unwrap();
+    let args = [
+        "diagnose",
+        "--bundle",
+        b,
+        "--limit",
+        "20",
+        "--steps",
+        "10",
+        "--sweep-points",
+        "3",
+        "--attributes",
+        "rotation,thickness,brightness",
+        "--out",
+        d,
+        "--json",
+    ];
+    let v: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    assert_eq!(v["attributes"].as_array().unwrap().len(), 3);
+    assert_eq!(v["overall"]["mass"].as_array().unwrap().len(), 3);
+    assert_eq!(v["sweeps"][0]["accuracy"].as_array().unwrap().len(), 3);
+    let rate = v["success_rate"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&rate));
+    for f in ["diagnosis.json", "mass.svg", "dominant.svg", "sweep.svg"] {
+        assert!(diag.join(f).exists(), "{f} was not written");
+    }
+    fails_with(
+        &[
+            "diagnose",
+            "--bundle",
+            b,
+            "--attributes",
+            "wobble",
+            "--out",
+            d,
+        ],
+        "unknown attribute 'wobble'",
+    );
+    fails_with(
+        &["diagnose", "--bundle", b, "--attributes", "hue", "--out", d],
+        "hue needs colour images",
+    );
 }
 
 #[test]

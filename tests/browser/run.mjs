@@ -139,6 +139,42 @@ await test("webgpu: logits match native, attack invariants", () => classifyAndAt
 await test("cpu: logits match native, attack invariants", () => classifyAndAttack("cpu", WEBGPU, "cpu"));
 await test("auto falls back to cpu without WebGPU", () => classifyAndAttack("auto", NO_WEBGPU, "cpu"));
 
+// SIA diagnosis: the browser's histograms equal `rampart diagnose` on the same images and seed.
+await test("cpu: diagnose matches rampart diagnose", async () => {
+  const out = fs.mkdtempSync(path.join(FIXTURES, "diag-"));
+  const n = samples.images.length;
+  const nativeDiag = JSON.parse(execFileSync(BIN, ["diagnose", "--bundle", path.join(FIXTURES, "tiny.rampart"), "--limit", String(n),
+    "--steps", "10", "--sweep-points", "3", "--seed", "5", "--out", out, "--json"], { encoding: "utf8" }));
+  const { browser, page, errors } = await openPage(NO_WEBGPU);
+  try {
+    await page.evaluate(() => window.rampart.init({ backend: "cpu" }));
+    await page.evaluate(() => window.rampart.loadBundle("/fixtures/tiny.rampart"));
+    const d = await page.evaluate((s) => window.rampart.diagnose({
+      samples: s.images.map((p, i) => ({ pixels: p, label: s.labels[i] })), steps: 10, sweepPoints: 3, seed: 5,
+    }), samples);
+    assert(d.clean_correct === nativeDiag.clean_correct, `clean correct ${d.clean_correct} vs native ${nativeDiag.clean_correct}`);
+    assert(d.overall.attacks === nativeDiag.overall.attacks, `successful attacks ${d.overall.attacks} vs native ${nativeDiag.overall.attacks}`);
+    assert(JSON.stringify(d.overall.dominant) === JSON.stringify(nativeDiag.overall.dominant), "dominant-attribute histogram differs from native");
+    d.overall.mass.forEach((m, i) => assert(Math.abs(m - nativeDiag.overall.mass[i]) <= 1e-3, `mass[${i}] ${m} vs native ${nativeDiag.overall.mass[i]}`));
+    d.sweeps.forEach((s, i) => assert(JSON.stringify(s.accuracy) === JSON.stringify(nativeDiag.sweeps[i].accuracy), `sweep ${s.attribute} differs`));
+    for (const f of ["mass.svg", "dominant.svg", "sweep.svg"]) assert(fs.readFileSync(path.join(out, f), "utf8").includes("<svg"), `${f} is not an SVG`);
+    const bad = await page.evaluate(async () => {
+      const out = {};
+      for (const [k, o] of Object.entries({ empty: { samples: [] }, attr: { samples: [{ pixels: new Array(784).fill(0), label: 1 }], attributes: ["wobble"] },
+        label: { samples: [{ pixels: new Array(784).fill(0), label: 42 }] }, short: { samples: [{ pixels: [0, 1], label: 1 }] }, key: { samples: [], colour: 1 } })) {
+        try { await window.rampart.diagnose(o); out[k] = "resolved"; } catch (e) { out[k] = e.message; }
+      }
+      return out;
+    });
+    const expect = { empty: /1 to 256 samples/, attr: /unknown attribute 'wobble'/, label: /label 42 is out of range/, short: /samples\[0\].*has 2 values/, key: /unknown field 'colour'/ };
+    for (const [k, re] of Object.entries(expect)) assert(re.test(bad[k] ?? ""), `${k}: got '${bad[k]}'`);
+    timings.diagnose_success_rate = d.success_rate;
+    assert(errors.length === 0, `page errors: ${errors}`);
+  } finally {
+    await browser.close();
+  }
+});
+
 await test("bad calls reject with clear errors and nothing traps", async () => {
   const { browser, page, errors } = await openPage(NO_WEBGPU);
   try {

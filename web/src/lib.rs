@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 mod api;
+mod diagnose;
 mod text;
 
 pub use api::*;
+pub use diagnose::*;
 pub use text::*;
 
 #[derive(Default)]

@@ -3,6 +3,7 @@
 //! points inside `[0, 1]` and each sample's ε-ball, and reports per-sample success as a
 //! tensor, so that no attack needs a synchronous read-back (the browser forbids them).
 
+pub mod diagnose;
 pub mod pgd;
 pub mod semantic;
 

@@ -403,7 +403,8 @@ pub fn elastic_field(
 pub struct SiaConfig {
     pub attributes: Vec<Attribute>,
     pub steps: usize,
-    /// Attribute step per iteration, as a fraction of each attribute's range (signed gradient).
+    /// Largest attribute step per iteration, as a fraction of its range: each sample's
+    /// range-normalised gradient is scaled so that its largest entry makes this step.
     pub attribute_step: f32,
     /// Pixel step per iteration as a multiple of ε / steps (L∞, signed gradient).
     pub pixel_step: f32,
@@ -447,8 +448,9 @@ pub struct SiaOutput {
     pub space: AttributeSpace,
 }
 
-/// The semantic image attack: joint signed-gradient ascent on attribute coefficients (clipped
-/// to their ranges) and a pixel perturbation (L∞ ball of radius ε, possibly 0).
+/// The semantic image attack: joint gradient ascent on attribute coefficients (normalised
+/// steps, clipped to their ranges) and a pixel perturbation (signed steps, L∞ ball of
+/// radius ε, possibly 0).
 pub struct Sia {
     pub config: SiaConfig,
 }
@@ -475,7 +477,8 @@ impl Sia {
         let x = images.detach().without_autodiff();
         let k = space.len();
         let (lo, hi) = space.bounds(&device);
-        let step_a = (hi.clone() - lo.clone()) * self.config.attribute_step;
+        let span = hi.clone() - lo.clone();
+        let step_a = span.clone() * self.config.attribute_step;
         let eps_t = super::eps_tensor(eps, &x);
         let step_p = eps_t.clone() * (self.config.pixel_step / self.config.steps as f32);
         let field = space
@@ -495,7 +498,13 @@ impl Sia {
                 .backward();
             let ga = a.grad(&grads).expect("coefficients require a gradient");
             let gd = d.grad(&grads).expect("perturbation requires a gradient");
-            let new_coef = (coef.clone() + ga.sign() * step_a.clone())
+            // Steps in range-normalised units, scaled by the largest of a sample's normalised
+            // gradients: the attribute that matters most moves a full step, the others in
+            // proportion (sign steps would move every attribute alike and make the
+            // diagnosis uninformative).
+            let gt = ga * span.clone();
+            let top = gt.clone().abs().max_dim(1).clamp_min(1e-12);
+            let new_coef = (coef.clone() + gt / top * step_a.clone())
                 .max_pair(lo.clone())
                 .min_pair(hi.clone());
             let new_delta = (delta.clone() + gd.sign() * step_p.clone())

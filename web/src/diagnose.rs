@@ -1,0 +1,161 @@
+//! `diagnose({ samples })`: SIA model diagnosis on a small batch, client-side, with the same
+//! core code as `rampart diagnose`.
+
+use rampart_core::attack::AttackLoss;
+use rampart_core::attack::diagnose::diagnose as run_diagnosis;
+use rampart_core::attack::semantic::{Attribute, SiaConfig};
+use rampart_core::data::ImageDataset;
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+
+use crate::api::reject_unknown_keys;
+use crate::{check_pixels, device, err, loaded, to_js};
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &str = r#"
+export interface DiagnoseOptions {
+  samples: { pixels: number[]; label: number }[];
+  attributes?: string[]; eps?: number; steps?: number; attributeStep?: number;
+  loss?: "ce" | "cw"; sweepPoints?: number; seed?: number;
+}
+export interface Diagnosis {
+  attributes: string[]; eps: number; steps: number; samples: number; clean_correct: number;
+  success_rate: number;
+  overall: { attacks: number; mass: number[]; dominant: number[] };
+  per_class: { attacks: number; mass: number[]; dominant: number[] }[];
+  class_names: string[];
+  sweeps: { attribute: string; values: number[]; accuracy: number[] }[];
+  examples: { index: number; label: number; predicted: number; coefficients: number[] }[];
+}
+"#;
+
+#[derive(Deserialize)]
+struct Sample {
+    pixels: Vec<f32>,
+    label: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DiagnoseOptions {
+    samples: Vec<Sample>,
+    attributes: Option<Vec<String>>,
+    #[serde(default)]
+    eps: f32,
+    #[serde(default = "fifty")]
+    steps: usize,
+    #[serde(default = "five_percent")]
+    attribute_step: f32,
+    #[serde(default = "ce")]
+    loss: String,
+    #[serde(default)]
+    sweep_points: usize,
+    #[serde(default)]
+    seed: u64,
+}
+
+fn fifty() -> usize {
+    50
+}
+fn five_percent() -> f32 {
+    0.05
+}
+fn ce() -> String {
+    "ce".into()
+}
+
+/// Runs SIA on `samples` with the loaded image bundle; returns the attribute histograms.
+#[wasm_bindgen(js_name = diagnose, unchecked_return_type = "Diagnosis")]
+pub async fn diagnose(
+    #[wasm_bindgen(unchecked_param_type = "DiagnoseOptions")] options: JsValue,
+) -> Result<JsValue, JsError> {
+    reject_unknown_keys(
+        &options,
+        &[
+            "samples",
+            "attributes",
+            "eps",
+            "steps",
+            "attributeStep",
+            "loss",
+            "sweepPoints",
+            "seed",
+        ],
+        "diagnose",
+    )?;
+    let o: DiagnoseOptions = serde_wasm_bindgen::from_value(options)
+        .map_err(|e| err(format!("invalid diagnose options: {e}")))?;
+    let device = device()?;
+    let (header, model) = loaded()?;
+    if o.samples.is_empty() || o.samples.len() > 256 {
+        return Err(err("diagnose takes 1 to 256 samples"));
+    }
+    if !(o.eps.is_finite() && o.eps >= 0.0) {
+        return Err(err(format!(
+            "eps must be a finite number ≥ 0, got {}",
+            o.eps
+        )));
+    }
+    if o.steps == 0 || o.steps > 1000 {
+        return Err(err(format!("steps must be in 1..=1000, got {}", o.steps)));
+    }
+    if o.sweep_points > 101 {
+        return Err(err("sweepPoints must be at most 101"));
+    }
+    let shape = header.model.input_shape();
+    let mut config = SiaConfig::new(shape[0]);
+    if let Some(names) = &o.attributes {
+        config.attributes = names
+            .iter()
+            .map(|n| {
+                Attribute::ALL
+                    .into_iter()
+                    .find(|a| a.name() == n)
+                    .ok_or_else(|| err(format!("unknown attribute '{n}'")))
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    config.steps = o.steps;
+    config.attribute_step = o.attribute_step;
+    config.loss = match o.loss.as_str() {
+        "ce" => AttackLoss::CrossEntropy,
+        "cw" => AttackLoss::CwMargin,
+        other => return Err(err(format!("unknown loss '{other}' (ce, cw)"))),
+    };
+    let k = header.class_names.len();
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for (i, s) in o.samples.iter().enumerate() {
+        check_pixels(&s.pixels, &header).map_err(|e| {
+            err(format!(
+                "samples[{i}]: {}",
+                js_sys::Error::from(JsValue::from(e)).message()
+            ))
+        })?;
+        if s.label >= k {
+            return Err(err(format!(
+                "samples[{i}].label {} is out of range: the model has {k} classes",
+                s.label
+            )));
+        }
+        images.extend_from_slice(&s.pixels);
+        labels.push(s.label);
+    }
+    let data = ImageDataset::new(images, labels, shape, header.class_names.clone()).map_err(err)?;
+    let n = data.len();
+    let d = run_diagnosis(
+        &model,
+        &data,
+        &config,
+        o.eps,
+        n,
+        n,
+        o.sweep_points,
+        o.seed,
+        &device,
+        &mut |_, _| {},
+    )
+    .await
+    .map_err(err)?;
+    to_js(&d)
+}
