@@ -85,6 +85,47 @@ function runAttack() {
   });
 }
 
+// Human units for an attribute's coefficient.
+function describe(name, v) {
+  if (name === "rotation") return `rotated ${(v * 180 / Math.PI).toFixed(0)}°`;
+  // The content moves by +v (the sampling map subtracts it).
+  if (name.startsWith("translate")) return `shifted ${Math.abs(v).toFixed(1)} px ${name.endsWith("x") ? (v > 0 ? "right" : "left") : (v > 0 ? "down" : "up")}`;
+  if (name === "thickness") return v > 0 ? `thickened stroke (${v.toFixed(2)})` : `thinned stroke (${v.toFixed(2)})`;
+  return `${name} ${v >= 0 ? "+" : ""}${v.toFixed(2)}`;
+}
+
+function runDiagnose() {
+  return exclusive(async () => {
+    status("diagnosing…");
+    const t0 = performance.now();
+    try {
+      const d = await rampart.diagnose({
+        samples: samples.images.map((p, i) => ({ pixels: p, label: samples.labels[i] })),
+        eps: +$("sia-eps").value, steps: +$("sia-steps").value, images: true,
+      });
+      $("diagnose-result").textContent = `${d.overall.attacks} of ${d.clean_correct} correctly classified images broken ` +
+        `(${(100 * d.success_rate).toFixed(0)} %). Share of the attribute change:`;
+      const top = Math.max(1e-9, ...d.overall.mass);
+      $("attribute-bars").innerHTML = d.attributes.map((a, i) => `<div class="bar"><span class="name">${a}</span>` +
+        `<span class="fill" style="width:${(150 * d.overall.mass[i] / top).toFixed(1)}px"></span><span>${(100 * d.overall.mass[i]).toFixed(1)}%</span></div>`).join("");
+      $("gallery").innerHTML = "";
+      for (const ex of d.examples.slice(0, 8)) {
+        const ranked = ex.coefficients.map((v, i) => [i, Math.abs(v)]).sort((a, b) => b[1] - a[1]).slice(0, 2);
+        const fig = document.createElement("figure");
+        const c = document.createElement("canvas");
+        c.width = c.height = 84;
+        drawImage(c, ex.adversarial, info.inputShape);
+        const cap = document.createElement("figcaption");
+        cap.textContent = `${ranked.map(([i]) => describe(d.attributes[i], ex.coefficients[i])).join(", ")} → ` +
+          `${info.classNames[ex.label]} read as ${info.classNames[ex.predicted]}`;
+        fig.append(c, cap);
+        $("gallery").append(fig);
+      }
+      status(`diagnosis took ${(performance.now() - t0).toFixed(0)} ms`);
+    } catch (e) { status(e.message, true); }
+  });
+}
+
 async function start(backend) {
   status("loading…");
   try {
@@ -111,6 +152,7 @@ $("clear").onclick = () => { clearDrawing(); current = null; $("probs").innerHTM
 $("sample").onchange = (e) => pick(+e.target.value);
 $("eps").oninput = (e) => { $("eps-value").textContent = (+e.target.value).toFixed(2); };
 $("run-attack").onclick = runAttack;
+$("run-diagnose").onclick = runDiagnose;
 $("backend-choice").onchange = (e) => exclusive(() => start(e.target.value));
 
 await initWasm();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use rampart_core::attack::AttackLoss;
-use rampart_core::attack::diagnose::{Diagnosis, diagnose};
+use rampart_core::attack::diagnose::{DiagnoseSettings, Diagnosis, diagnose};
 use rampart_core::attack::semantic::{Attribute, SiaConfig};
 
 use crate::device::DeviceChoice;
@@ -89,11 +89,14 @@ pub fn run(a: DiagnoseArgs, device: DeviceChoice, data_dir: &Path) -> Result<()>
         &model,
         &test,
         &config,
-        a.eps,
-        a.limit,
-        a.batch_size,
-        a.sweep_points,
-        a.seed,
+        &DiagnoseSettings {
+            eps: a.eps,
+            limit: a.limit,
+            batch_size: a.batch_size,
+            sweep_points: a.sweep_points,
+            seed: a.seed,
+            keep_images: false,
+        },
         &dev,
         &mut |done, total| {
             pb.set_length(total as u64);

@@ -758,9 +758,11 @@ fn cmd_cv(a: TextCvArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
                     })
                     .collect();
                 let report = classification_report(&vy, &pred, &base.class_names)?;
+                let per_class_f1: Vec<f64> = report.per_class.iter().map(|c| c.f1).collect();
                 per_tau.push(serde_json::json!({
                     "tau": tau, "accuracy": report.accuracy,
                     "macro_f1": report.macro_f1, "weighted_f1": report.weighted_f1,
+                    "per_class_f1": per_class_f1,
                 }));
             }
             let mut run = per_tau[0].clone();
@@ -787,9 +789,20 @@ fn cmd_cv(a: TextCvArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
         .iter()
         .enumerate()
         .map(|(t, tau)| {
+            let per_class: Vec<serde_json::Value> = (0..base.num_classes())
+                .map(|c| {
+                    let v: Vec<f64> = runs
+                        .iter()
+                        .map(|r| r["logit_adjust"][t]["per_class_f1"][c].as_f64().unwrap())
+                        .collect();
+                    let (m, sd) = mean_sd(&v);
+                    serde_json::json!({"class": base.class_names[c], "f1": {"mean": m, "sd": sd}})
+                })
+                .collect();
             serde_json::json!({
                 "tau": tau, "accuracy": stat_of(t, "accuracy"),
                 "macro_f1": stat_of(t, "macro_f1"), "weighted_f1": stat_of(t, "weighted_f1"),
+                "per_class": per_class,
             })
         })
         .collect();

@@ -232,7 +232,7 @@ function corruptBundles() {
   return { truncated: good.slice(0, good.length >> 1), flipped, "wrong-magic": magic, empty: [] };
 }
 
-await test("demo page: classifies a test image and runs an attack", async () => {
+await test("demo page: classifies a test image, runs an attack and a diagnosis", async () => {
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...COMMON, ...NO_WEBGPU] });
   try {
     const page = await browser.newPage();
@@ -245,6 +245,10 @@ await test("demo page: classifies a test image and runs an attack", async () => 
     assert(/CPU/.test(backend), `backend shown: ${backend}`);
     await page.click("#run-attack");
     await page.waitForFunction(() => /→/.test(document.getElementById("attack-result").textContent), null, { timeout: 120000 });
+    await page.click("#run-diagnose");
+    await page.waitForFunction(() => /broken/.test(document.getElementById("diagnose-result").textContent), null, { timeout: 180000 });
+    const bars = await page.$$("#attribute-bars .bar");
+    assert(bars.length === 11, `${bars.length} attribute bars`);
     if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
     assert(errors.length === 0, `page errors: ${errors}`);
   } finally {

@@ -2,7 +2,7 @@
 //! core code as `rampart diagnose`.
 
 use rampart_core::attack::AttackLoss;
-use rampart_core::attack::diagnose::diagnose as run_diagnosis;
+use rampart_core::attack::diagnose::{DiagnoseSettings, diagnose as run_diagnosis};
 use rampart_core::attack::semantic::{Attribute, SiaConfig};
 use rampart_core::data::ImageDataset;
 use serde::Deserialize;
@@ -17,6 +17,8 @@ export interface DiagnoseOptions {
   samples: { pixels: number[]; label: number }[];
   attributes?: string[]; eps?: number; steps?: number; attributeStep?: number;
   loss?: "ce" | "cw"; sweepPoints?: number; seed?: number;
+  /** Return the adversarial images of the examples (for a gallery). */
+  images?: boolean;
 }
 export interface Diagnosis {
   attributes: string[]; eps: number; steps: number; samples: number; clean_correct: number;
@@ -25,7 +27,7 @@ export interface Diagnosis {
   per_class: { attacks: number; mass: number[]; dominant: number[] }[];
   class_names: string[];
   sweeps: { attribute: string; values: number[]; accuracy: number[] }[];
-  examples: { index: number; label: number; predicted: number; coefficients: number[] }[];
+  examples: { index: number; label: number; predicted: number; coefficients: number[]; adversarial?: number[] }[];
 }
 "#;
 
@@ -52,6 +54,8 @@ struct DiagnoseOptions {
     sweep_points: usize,
     #[serde(default)]
     seed: u64,
+    #[serde(default)]
+    images: bool,
 }
 
 fn fifty() -> usize {
@@ -80,6 +84,7 @@ pub async fn diagnose(
             "loss",
             "sweepPoints",
             "seed",
+            "images",
         ],
         "diagnose",
     )?;
@@ -147,11 +152,14 @@ pub async fn diagnose(
         &model,
         &data,
         &config,
-        o.eps,
-        n,
-        n,
-        o.sweep_points,
-        o.seed,
+        &DiagnoseSettings {
+            eps: o.eps,
+            limit: n,
+            batch_size: n,
+            sweep_points: o.sweep_points,
+            seed: o.seed,
+            keep_images: o.images,
+        },
         &device,
         &mut |_, _| {},
     )

@@ -61,7 +61,7 @@ pub struct Sweep {
     pub accuracy: Vec<f32>,
 }
 
-/// One attacked image, for galleries.
+/// One successfully attacked image, for galleries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Example {
     pub index: usize,
@@ -69,6 +69,24 @@ pub struct Example {
     pub predicted: usize,
     /// Final coefficient per attribute (natural units).
     pub coefficients: Vec<f32>,
+    /// The adversarial image (only with [`DiagnoseSettings::keep_images`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adversarial: Vec<f32>,
+}
+
+/// How much of a dataset to diagnose, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiagnoseSettings {
+    /// L∞ pixel budget besides the attributes (0: purely semantic).
+    pub eps: f32,
+    /// The first `limit` images.
+    pub limit: usize,
+    pub batch_size: usize,
+    /// Values per attribute in the single-attribute sweep (0: none).
+    pub sweep_points: usize,
+    pub seed: u64,
+    /// Keep the adversarial images of the examples.
+    pub keep_images: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,21 +105,23 @@ pub struct Diagnosis {
     pub examples: Vec<Example>,
 }
 
-/// Runs the diagnosis on the first `limit` images of `data` in batches of `batch_size`.
-/// `sweep_points` values per attribute are swept (0 skips the sweep).
-#[allow(clippy::too_many_arguments)]
+/// Runs the diagnosis (see the module docs).
 pub async fn diagnose(
     model: &Model,
     data: &ImageDataset,
     config: &SiaConfig,
-    eps: f32,
-    limit: usize,
-    batch_size: usize,
-    sweep_points: usize,
-    seed: u64,
+    settings: &DiagnoseSettings,
     device: &Device,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Diagnosis> {
+    let DiagnoseSettings {
+        eps,
+        limit,
+        batch_size,
+        sweep_points,
+        seed,
+        keep_images,
+    } = *settings;
     let n = limit.min(data.len());
     if n == 0 {
         return Err(Error::invalid("diagnose", "no images"));
@@ -134,11 +154,17 @@ pub async fn diagnose(
         )?;
         let after = read_ints(
             inference
-                .forward(out.adversarial)
+                .forward(out.adversarial.clone())
                 .argmax(1)
                 .squeeze_dim::<1>(1),
         )
         .await?;
+        let adversarial = if keep_images {
+            read_floats(out.adversarial).await?
+        } else {
+            Vec::new()
+        };
+        let per = data.channels * data.height * data.width;
         let coef = read_floats(out.coefficients).await?;
         for (r, &i) in idx.iter().enumerate() {
             let label = data.labels[i];
@@ -166,6 +192,11 @@ pub async fn diagnose(
                     label,
                     predicted: after[r] as usize,
                     coefficients: c.to_vec(),
+                    adversarial: if keep_images {
+                        adversarial[r * per..(r + 1) * per].to_vec()
+                    } else {
+                        Vec::new()
+                    },
                 });
             }
         }
