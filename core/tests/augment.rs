@@ -186,7 +186,7 @@ impl Generator for Flaky {
     fn expand(&self, _: &[&str], class: &str, seed: u64) -> Result<String> {
         self.seen.lock().unwrap().push(seed);
         // One answer in four repeats an earlier one.
-        let k = if seed % 4 == 0 { 0 } else { seed };
+        let k = if seed.is_multiple_of(4) { 0 } else { seed };
         self.call(format!("new {class} report {k}"))
     }
 }

@@ -159,7 +159,7 @@ fn sia_stays_in_range_and_ball_and_eps_zero_is_purely_semantic() {
     let sia = Sia::new(config.clone()).unwrap();
     for eps in [0.0f32, 0.1] {
         let out = sia
-            .run_detailed(&model, x.clone(), y.clone(), &vec![eps; 30], 1)
+            .run_detailed(&model, x.clone(), y.clone(), &[eps; 30], 1)
             .unwrap();
         let coef = to_vec(out.coefficients.clone());
         for (i, v) in coef.iter().enumerate() {

@@ -99,8 +99,11 @@ fn offline_generator_writes_jsonl_with_provenance() {
     expect_failure(&bad, rampart(&bad, None), "unknown class");
 }
 
+/// (authorization header, body) of every request the server saw.
+type Requests = Arc<Mutex<Vec<(String, String)>>>;
+
 /// A one-thread HTTP/1.1 server answering chat completions; the first request gets a 503.
-fn chat_server(status_after_first: u16) -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+fn chat_server(status_after_first: u16) -> (String, Requests) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));

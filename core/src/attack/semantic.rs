@@ -73,7 +73,7 @@ impl Attribute {
     pub fn range(self) -> (f32, f32) {
         use Attribute::*;
         match self {
-            Rotation => (-0.5236, 0.5236),
+            Rotation => (-std::f32::consts::FRAC_PI_6, std::f32::consts::FRAC_PI_6),
             TranslateX | TranslateY => (-3.0, 3.0),
             Scale => (-0.2, 0.2),
             Shear => (-0.3, 0.3),
