@@ -23,6 +23,11 @@ row hidden1024 --hidden 1024
 row gamma1 --gamma 1
 row epochs60 --epochs 60
 row nobalance --balanced-alpha false
+# Second round, around the best of the first (RAT ε 0.2; cross-entropy; longer training).
+row eps0.3 --rat-eps 0.3
+row eps0.5 --rat-eps 0.5
+row eps0.2-ce --rat-eps 0.2 --loss ce
+row eps0.2-epochs60 --rat-eps 0.2 --epochs 60
 python3 - <<'PY'
 import json, glob
 rows = []

@@ -696,13 +696,7 @@ fn cmd_attack(a: AttackArgs, device: DeviceChoice, data_dir: &Path) -> Result<()
     };
     let before = probs(x.clone());
     let after = probs(out.adversarial.clone());
-    let argmax = |p: &[f32]| {
-        p.iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(i, _)| i)
-            .unwrap_or(0)
-    };
+    use rampart_core::argmax;
     let clean: Vec<f32> = x.into_data().try_to_vec::<f32>().expect("f32");
     let adv: Vec<f32> = out
         .adversarial

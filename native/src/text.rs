@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::{Args, Subcommand, ValueEnum};
+use rampart_core::argmax;
 use rampart_core::bundle::{TextBundle, TextBundleHeader};
 use rampart_core::data::text::{TextDataset, load_osha, report_text};
 use rampart_core::encoder::SentenceEncoder;
@@ -488,13 +489,6 @@ fn evaluate(
         &predicted,
         &bundle.header.class_names,
     )?)
-}
-
-fn argmax(p: &[f32]) -> usize {
-    p.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i)
 }
 
 fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {

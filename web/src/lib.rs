@@ -6,6 +6,7 @@ use std::cell::RefCell;
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use rampart_core::argmax;
 use rampart_core::attack::pgd::StepSize;
 use rampart_core::attack::{Attack, AttackLoss, Norm, PgdConfig};
 use rampart_core::bundle::{Bundle, BundleHeader};
@@ -125,14 +126,6 @@ async fn predict(
         predicted,
         label: header.class_names[predicted].clone(),
     })
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i)
-        .unwrap_or(0)
 }
 
 /// Options of `attack()`.

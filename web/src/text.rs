@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use js_sys::Uint8Array;
+use rampart_core::argmax;
 use rampart_core::bundle::TextBundle;
 use rampart_core::encoder::SentenceEncoder;
 use rampart_core::text::classifier::Mlp;
@@ -171,14 +172,6 @@ struct ReportPrediction {
     predicted: usize,
     label: String,
     class_names: Vec<String>,
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i)
-        .unwrap_or(0)
 }
 
 /// Class probabilities of one report.

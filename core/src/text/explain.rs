@@ -14,6 +14,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::argmax;
 use crate::data::text::report_text;
 use crate::encoder::SentenceEncoder;
 use crate::error::{Error, Result};
@@ -80,14 +81,6 @@ pub async fn classify(
         .embed(&[&text], 8192, device, &mut |_, _| {})
         .await?;
     Ok(predict_proba(mlp, &x, device).await?.remove(0))
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i)
-        .unwrap_or(0)
 }
 
 /// Word importances for `class` (default: the predicted class) by gradient × input.
