@@ -15,14 +15,15 @@ row() {
   "$RAMPART_BIN" text cv --json --logit-adjust "$TAUS" "$@" > "runs/osha-tune-$name.json.tmp"
   mv "runs/osha-tune-$name.json.tmp" "runs/osha-tune-$name.json"
 }
-row recipe
+# First round, from the recipe before tuning (RAT ε 0.05; the default is now 0.2).
+row recipe --rat-eps 0.05
 row eps0.02 --rat-eps 0.02
 row eps0.1 --rat-eps 0.1
 row eps0.2 --rat-eps 0.2
-row hidden1024 --hidden 1024
-row gamma1 --gamma 1
-row epochs60 --epochs 60
-row nobalance --balanced-alpha false
+row hidden1024 --rat-eps 0.05 --hidden 1024
+row gamma1 --rat-eps 0.05 --gamma 1
+row epochs60 --rat-eps 0.05 --epochs 60
+row nobalance --rat-eps 0.05 --balanced-alpha false
 # Second round, around the best of the first (RAT ε 0.2; cross-entropy; longer training).
 row eps0.3 --rat-eps 0.3
 row eps0.5 --rat-eps 0.5
