@@ -136,3 +136,31 @@ fn perturbations_keep_their_budget_and_leave_the_input_alone() {
         }
     }
 }
+
+/// Logit adjustment: −τ·ln(frequency), zero at τ = 0; `shift_logits` on a freshly trained
+/// model (parameters on the autodiff device) moves every logit by exactly its shift, so the
+/// log-probabilities move by the shift minus a per-row constant.
+#[test]
+fn logit_adjustment_shifts_a_trained_model_exactly() {
+    use rampart_core::text::classifier::logit_adjustment;
+    let device = Device::flex();
+    let counts = [200usize, 60, 12];
+    let adj = logit_adjustment(&counts, 0.5);
+    for (a, c) in adj.iter().zip(counts) {
+        let expected = -0.5 * (c as f32 / 272.0).ln();
+        assert!((a - expected).abs() < 1e-6, "{a} vs {expected}");
+    }
+    assert!(logit_adjustment(&counts, 0.0).iter().all(|v| *v == 0.0));
+    let (x, y) = data(&counts, 3);
+    let mut config = recipe(None);
+    config.epochs = 2;
+    let model = train_mlp(&x, &y, 3, &config, &device, &mut |_| {}).unwrap();
+    let before = pollster::block_on(predict_proba(&model, &x[..5], &device)).unwrap();
+    let shifted = model.clone().shift_logits(&adj).unwrap();
+    let after = pollster::block_on(predict_proba(&shifted, &x[..5], &device)).unwrap();
+    for (b, a) in before.iter().zip(&after) {
+        let d: Vec<f32> = (0..3).map(|k| a[k].ln() - b[k].ln() - adj[k]).collect();
+        assert!(d.iter().all(|v| (v - d[0]).abs() < 1e-4), "not a uniform shift: {d:?}");
+    }
+    assert!(model.shift_logits(&[1.0]).is_err());
+}

@@ -90,7 +90,8 @@ impl Mlp {
             Some(b) => b.val() + shift,
             None => shift,
         };
-        self.out.bias = Some(burn::module::Param::from_tensor(bias));
+        // A new leaf: the sum is a non-leaf on an autodiff device and cannot be a parameter.
+        self.out.bias = Some(burn::module::Param::from_tensor(bias.detach()));
         Ok(self)
     }
 }
