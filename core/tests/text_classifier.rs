@@ -160,7 +160,10 @@ fn logit_adjustment_shifts_a_trained_model_exactly() {
     let after = pollster::block_on(predict_proba(&shifted, &x[..5], &device)).unwrap();
     for (b, a) in before.iter().zip(&after) {
         let d: Vec<f32> = (0..3).map(|k| a[k].ln() - b[k].ln() - adj[k]).collect();
-        assert!(d.iter().all(|v| (v - d[0]).abs() < 1e-4), "not a uniform shift: {d:?}");
+        assert!(
+            d.iter().all(|v| (v - d[0]).abs() < 1e-4),
+            "not a uniform shift: {d:?}"
+        );
     }
     assert!(model.shift_logits(&[1.0]).is_err());
 }
