@@ -673,13 +673,17 @@ fn cmd_cv(a: TextCvArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
                 .map(|(rec, _)| rec.id.as_str())
                 .collect();
             let (mut tx, mut ty, mut vx, mut vy) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for ((v, &c), &k) in x.iter().zip(&labels).zip(&fold) {
+            // The texts in the same order, for lexical features.
+            let (mut train_texts, mut val_texts): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+            for (((v, &c), &k), rec) in x.iter().zip(&labels).zip(&fold).zip(&base.records) {
                 if k == f {
                     vx.push(v.clone());
                     vy.push(c);
+                    val_texts.push(&rec.text);
                 } else {
                     tx.push(v.clone());
                     ty.push(c);
+                    train_texts.push(&rec.text);
                 }
             }
             if let Some(aug) = &augmented {
@@ -688,27 +692,12 @@ fn cmd_cv(a: TextCvArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
                     if !rec.sources.iter().any(|s| held.contains(s.as_str())) {
                         tx.push(v.clone());
                         ty.push(rec.label);
+                        train_texts.push(&rec.text);
                     }
                 }
             }
             if a.recipe.features != FeaturesArg::Embedding {
                 // Fit the vocabulary on the training fold only.
-                let mut train_texts: Vec<&str> = Vec::new();
-                let mut val_texts: Vec<&str> = Vec::new();
-                for (rec, &k) in base.records.iter().zip(&fold) {
-                    if k == f {
-                        val_texts.push(&rec.text);
-                    } else {
-                        train_texts.push(&rec.text);
-                    }
-                }
-                if let Some(aug) = &augmented {
-                    for rec in &aug.records {
-                        if !rec.sources.iter().any(|s| held.contains(s.as_str())) {
-                            train_texts.push(&rec.text);
-                        }
-                    }
-                }
                 let tfidf = Tfidf::fit(&train_texts, 2, 20_000, true)?;
                 let lexical = |texts: &[&str], dense: &mut Vec<Vec<f32>>| {
                     for (i, t) in texts.iter().enumerate() {

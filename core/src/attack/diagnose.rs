@@ -217,16 +217,19 @@ pub async fn diagnose(
             for (b, idx) in batches.iter().enumerate() {
                 let (x, _) = data.batch(idx, device);
                 let m = idx.len();
-                let field = super::semantic::elastic_field(
-                    m,
-                    data.height,
-                    data.width,
-                    seed.wrapping_add(b as u64),
-                    device,
-                );
+                // The same field as the attack on this batch drew; only elastic needs one.
+                let field = (a == Attribute::Elastic).then(|| {
+                    super::semantic::elastic_field(
+                        m,
+                        data.height,
+                        data.width,
+                        seed.wrapping_add(b as u64),
+                        device,
+                    )
+                });
                 for (s, &v) in values.iter().enumerate() {
                     let coef = Tensor::<2>::from_data(TensorData::new(vec![v; m], [m, 1]), device);
-                    let moved = single.apply(x.clone(), coef, Some(&field));
+                    let moved = single.apply(x.clone(), coef, field.as_ref());
                     let pred =
                         read_ints(inference.forward(moved).argmax(1).squeeze_dim::<1>(1)).await?;
                     correct[s] += idx

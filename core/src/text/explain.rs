@@ -77,10 +77,16 @@ pub async fn classify(
     device: &Device,
 ) -> Result<Vec<f32>> {
     let text = prepare(text)?;
-    let x = encoder
-        .embed(&[&text], 8192, device, &mut |_, _| {})
-        .await?;
-    Ok(predict_proba(mlp, &x, device).await?.remove(0))
+    let x = embed_one(encoder, &text, device).await?;
+    Ok(predict_proba(mlp, &[x], device).await?.remove(0))
+}
+
+/// The unit embedding of one prepared report.
+async fn embed_one(encoder: &SentenceEncoder, text: &str, device: &Device) -> Result<Vec<f32>> {
+    Ok(encoder
+        .embed(&[text], 8192, device, &mut |_, _| {})
+        .await?
+        .remove(0))
 }
 
 /// Word importances for `class` (default: the predicted class) by gradient × input.
@@ -92,7 +98,22 @@ pub async fn explain(
     device: &Device,
 ) -> Result<Explanation> {
     let text = prepare(text)?;
-    let probabilities = classify(encoder, mlp, &text, device).await?;
+    let embedding = embed_one(encoder, &text, device).await?;
+    explain_embedded(encoder, mlp, &text, &embedding, class, device).await
+}
+
+/// [`explain`] of a prepared report whose embedding is already known.
+async fn explain_embedded(
+    encoder: &SentenceEncoder,
+    mlp: &Mlp,
+    text: &str,
+    embedding: &[f32],
+    class: Option<usize>,
+    device: &Device,
+) -> Result<Explanation> {
+    let probabilities = predict_proba(mlp, &[embedding.to_vec()], device)
+        .await?
+        .remove(0);
     let class = match class {
         Some(c) if c >= probabilities.len() => {
             return Err(Error::invalid(
@@ -112,8 +133,8 @@ pub async fn explain(
             .slice([0..1, class..class + 1])
             .reshape([1])
     };
-    let scores = encoder.attribute(&text, device, &objective).await?;
-    let pieces = encoder.pieces(&text)?;
+    let scores = encoder.attribute(text, device, &objective).await?;
+    let pieces = encoder.pieces(text)?;
     // Words: byte span from the first to the last of their pieces, score summed over them.
     let mut words: Vec<(u32, usize, usize, f32)> = Vec::new();
     for (i, word) in pieces.words.iter().enumerate() {
@@ -283,15 +304,13 @@ pub async fn probe(
             "needs max_radius > 0, pgd_steps ≥ 1 and bisections ≥ 1",
         ));
     }
-    let explanation = explain(encoder, mlp, text, None, device).await?;
+    let text = prepare(text)?;
+    let embedding = embed_one(encoder, &text, device).await?;
+    let explanation = explain_embedded(encoder, mlp, &text, &embedding, None, device).await?;
     let class = explanation.class;
     let frozen = mlp.clone().freeze();
-    let text = prepare(text)?;
-    let embedding = encoder
-        .embed(&[&text], 8192, device, &mut |_, _| {})
-        .await?;
     let x = Tensor::<2>::from_data(
-        TensorData::new(embedding[0].clone(), [1, embedding[0].len()]),
+        TensorData::new(embedding.clone(), [1, embedding.len()]),
         device,
     );
 
