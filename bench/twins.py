@@ -15,8 +15,11 @@ class Cnn(nn.Module):
     conv5x5-c2, pool (Madry's MNIST net); "strided": conv4x4/2-c1, conv4x4/2-c2 (Wong et al.)."""
 
     def __init__(self, in_channels=1, height=28, width=28, conv_channels=(32, 64), hidden=1024,
-                 num_classes=10, normalization=None, style="madry"):
+                 num_classes=10, normalization=None, style="madry", input_quantization=None,
+                 reverse_attention=False):
         super().__init__()
+        self.quantization = input_quantization
+        self.reverse_attention = reverse_attention
         c1, c2 = conv_channels
         self.style = style
         if style == "madry":
@@ -34,6 +37,9 @@ class Cnn(nn.Module):
         self.register_buffer("std", torch.tensor(norm["std"]).view(1, -1, 1, 1))
 
     def features(self, x):
+        if self.quantization:
+            levels = self.quantization - 1
+            x = torch.round(x * levels) / levels
         x = (x - self.mean) / self.std
         if self.style == "madry":
             x = F.max_pool2d(F.relu(self.conv1(x)), 2)
@@ -43,7 +49,12 @@ class Cnn(nn.Module):
         return F.relu(self.fc1(x.flatten(1)))
 
     def forward(self, x):
-        return self.fc2(self.features(x))
+        z = self.features(x)
+        if not self.reverse_attention:
+            return self.fc2(z)
+        # Reverse attention at test time: gate z by the predicted class's classifier row.
+        aux = self.fc2(z)
+        return self.fc2(z * self.fc2.weight[aux.argmax(1)])
 
 
 def from_config(cfg):

@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::tensor::{Bool, Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::attack::{Attack, Pgd};
+use crate::attack::Attack;
 use crate::data::ImageDataset;
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -65,7 +65,7 @@ pub(crate) async fn read_bools(t: Tensor<1, Bool>) -> Result<Vec<bool>> {
 pub async fn evaluate(
     model: &Model,
     data: &ImageDataset,
-    attacks: &[Pgd],
+    attacks: &[Box<dyn Attack>],
     eps: &[f32],
     batch_size: usize,
     device: &Device,
@@ -119,8 +119,8 @@ pub async fn evaluate(
             robust.push(RobustAccuracy {
                 attack: attack.name(),
                 eps: e,
-                steps: attack.config().steps,
-                restarts: attack.config().restarts,
+                steps: attack.budget().0,
+                restarts: attack.budget().1,
                 accuracy: held as f64 / data.len() as f64,
             });
         }

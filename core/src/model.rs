@@ -7,10 +7,13 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+mod resnet;
+pub use resnet::{PreActResNet, ResNetConfig};
 
 /// Per-channel normalisation applied as the model's first operation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,7 +30,7 @@ impl Normalization {
         }
     }
 
-    fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+    pub(crate) fn apply(&self, x: Tensor<4>) -> Tensor<4> {
         if self.mean.iter().all(|&m| m == 0.0) && self.std.iter().all(|&s| s == 1.0) {
             return x;
         }
@@ -67,6 +70,14 @@ pub struct CnnConfig {
     pub hidden: usize,
     pub num_classes: usize,
     pub normalization: Normalization,
+    /// Rounds the input to this many grey levels before anything else: a deliberately
+    /// gradient-masking layer (its gradient is zero almost everywhere), for testing and
+    /// demonstrating the evaluation's sanity checks. Never use it for a real model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_quantization: Option<u32>,
+    /// ANCRA's reverse attention on the penultimate features z (see [`RaMask`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reverse_attention: bool,
 }
 
 impl CnnConfig {
@@ -81,6 +92,8 @@ impl CnnConfig {
             hidden: 1024,
             num_classes,
             normalization: Normalization::identity(in_channels),
+            input_quantization: None,
+            reverse_attention: false,
         }
     }
 
@@ -118,6 +131,9 @@ impl CnnConfig {
         if n.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
             return bad("normalisation std must be positive and finite");
         }
+        if self.input_quantization.is_some_and(|q| q < 2) {
+            return bad("input quantisation needs at least 2 levels");
+        }
         Ok(())
     }
 
@@ -144,6 +160,8 @@ impl CnnConfig {
             fc2: LinearConfig::new(self.hidden, self.num_classes).init(device),
             normalization: self.normalization.clone(),
             style: self.style,
+            quantization: self.input_quantization,
+            reverse_attention: self.reverse_attention,
         })
     }
 }
@@ -159,10 +177,67 @@ pub struct Cnn {
     pub normalization: Normalization,
     #[module(skip)]
     pub style: CnnStyle,
+    #[module(skip)]
+    pub quantization: Option<u32>,
+    #[module(skip)]
+    pub reverse_attention: bool,
+}
+
+/// Which class's row of the final linear layer gates the features of a reverse-attention
+/// (RA) model (ANCRA, arXiv 2310.03358): z' = z ⊙ W[c]. Training uses the true label;
+/// evaluation the auxiliary head's prediction `argmax W·z + b`, a hard choice through which
+/// no gradient flows — hence the other variants, for adaptive attacks.
+#[derive(Debug, Clone)]
+pub enum RaMask {
+    Labels(Tensor<1, Int>),
+    Predicted,
+    /// The same class for every sample (an attack can try every mask).
+    Class(usize),
+    /// The predicted mask forward, the softmax-weighted mask's gradient backward
+    /// (BPDA through the argmax, Athalye et al. 2018).
+    Bpda,
+}
+
+/// Each sample's gating row `W[c]` (`[N, features]`) of the class rows `w` (`[K, features]`)
+/// under `mask`, `aux` the auxiliary logits that decide the predicted mask.
+pub(crate) fn gate_rows(w: &Tensor<2>, aux: &Tensor<2>, mask: &RaMask) -> Tensor<2> {
+    let [k, h] = w.dims();
+    let n = aux.dims()[0];
+    match mask {
+        RaMask::Labels(y) => w.clone().select(0, y.clone()),
+        RaMask::Predicted => w
+            .clone()
+            .select(0, aux.clone().detach().argmax(1).squeeze_dim(1)),
+        RaMask::Class(c) => w.clone().slice([*c..*c + 1, 0..h]).expand([n, h]),
+        RaMask::Bpda => {
+            let hard = aux
+                .clone()
+                .detach()
+                .argmax(1)
+                .squeeze_dim::<1>(1)
+                .one_hot::<2>(k)
+                .float();
+            let soft = burn::tensor::activation::softmax(aux.clone(), 1);
+            (hard + soft.clone() - soft.detach()).matmul(w.clone())
+        }
+    }
+}
+
+/// Final logits and, for RA models, the auxiliary logits of each RA block.
+pub struct RaOutput {
+    pub logits: Tensor<2>,
+    pub aux: Vec<Tensor<2>>,
 }
 
 impl Cnn {
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = match self.quantization {
+            Some(q) => {
+                let levels = (q - 1) as f32;
+                (x * levels).round() / levels
+            }
+            None => x,
+        };
         let x = self.normalization.apply(x);
         let x = match self.style {
             CnnStyle::Madry => {
@@ -176,6 +251,24 @@ impl Cnn {
 
     pub fn head(&self, features: Tensor<2>) -> Tensor<2> {
         self.fc2.forward(features)
+    }
+
+    /// Logits under an RA mask (plain logits and no auxiliary ones without RA).
+    pub fn forward_ra(&self, x: Tensor<4>, mask: &RaMask) -> RaOutput {
+        let z = self.features(x);
+        if !self.reverse_attention {
+            return RaOutput {
+                logits: self.head(z),
+                aux: Vec::new(),
+            };
+        }
+        let aux = self.head(z.clone());
+        let w = self.fc2.weight.val().transpose();
+        let gate = gate_rows(&w, &aux, mask);
+        RaOutput {
+            logits: self.head(z * gate),
+            aux: vec![aux],
+        }
     }
 
     /// Weights in the PyTorch twin's names and layouts (`bench/twins.py`), as
@@ -222,6 +315,7 @@ fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
 #[serde(tag = "arch", rename_all = "kebab-case")]
 pub enum ModelConfig {
     Cnn(CnnConfig),
+    PreactResnet18(ResNetConfig),
 }
 
 impl ModelConfig {
@@ -241,6 +335,7 @@ impl ModelConfig {
     fn init_unlocked(&self, device: &Device) -> Result<Model> {
         let model = match self {
             ModelConfig::Cnn(c) => Model::Cnn(c.init(device)?),
+            ModelConfig::PreactResnet18(c) => Model::PreactResnet18(c.init(device)?),
         };
         Ok(model.materialize_params())
     }
@@ -248,12 +343,28 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<()> {
         match self {
             ModelConfig::Cnn(c) => c.validate(),
+            ModelConfig::PreactResnet18(c) => c.validate(),
+        }
+    }
+
+    pub fn reverse_attention(&self) -> bool {
+        match self {
+            ModelConfig::Cnn(c) => c.reverse_attention,
+            ModelConfig::PreactResnet18(c) => c.reverse_attention,
+        }
+    }
+
+    pub fn set_reverse_attention(&mut self, on: bool) {
+        match self {
+            ModelConfig::Cnn(c) => c.reverse_attention = on,
+            ModelConfig::PreactResnet18(c) => c.reverse_attention = on,
         }
     }
 
     pub fn num_classes(&self) -> usize {
         match self {
             ModelConfig::Cnn(c) => c.num_classes,
+            ModelConfig::PreactResnet18(c) => c.num_classes,
         }
     }
 
@@ -261,6 +372,7 @@ impl ModelConfig {
     pub fn input_shape(&self) -> [usize; 3] {
         match self {
             ModelConfig::Cnn(c) => [c.in_channels, c.height, c.width],
+            ModelConfig::PreactResnet18(c) => [c.in_channels, c.height, c.width],
         }
     }
 
@@ -271,12 +383,14 @@ impl ModelConfig {
                 CnnStyle::Madry => "madry",
                 CnnStyle::Strided => "strided",
             },
+            ModelConfig::PreactResnet18(_) => "preact-resnet18",
         }
     }
 
     pub fn arch_name(&self) -> &'static str {
         match self {
             ModelConfig::Cnn(_) => "cnn",
+            ModelConfig::PreactResnet18(_) => "preact-resnet18",
         }
     }
 }
@@ -285,29 +399,61 @@ impl ModelConfig {
 #[derive(Module, Debug)]
 pub enum Model {
     Cnn(Cnn),
+    PreactResnet18(PreActResNet),
 }
 
 impl Model {
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
         match self {
             Model::Cnn(m) => m.features(x),
+            Model::PreactResnet18(m) => m.features(x),
         }
     }
 
     pub fn head(&self, features: Tensor<2>) -> Tensor<2> {
         match self {
             Model::Cnn(m) => m.head(features),
+            Model::PreactResnet18(m) => m.head(features),
         }
     }
 
-    /// Logits for images in `[0, 1]`.
+    /// Logits for images in `[0, 1]` (test-time behaviour: an RA model gates its features
+    /// with its predicted class).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        if self.has_reverse_attention() {
+            return self.forward_ra(x, &RaMask::Predicted).logits;
+        }
         self.head(self.features(x))
     }
 
-    pub fn named_weights(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    /// Logits and auxiliary logits under an RA mask.
+    pub fn forward_ra(&self, x: Tensor<4>, mask: &RaMask) -> RaOutput {
         match self {
-            Model::Cnn(m) => m.named_weights(),
+            Model::Cnn(m) => m.forward_ra(x, mask),
+            Model::PreactResnet18(m) => m.forward_ra(x, mask),
+        }
+    }
+
+    pub fn has_reverse_attention(&self) -> bool {
+        match self {
+            Model::Cnn(m) => m.reverse_attention,
+            Model::PreactResnet18(m) => m.reverse_attention,
+        }
+    }
+
+    pub fn num_classes(&self) -> usize {
+        match self {
+            Model::Cnn(m) => m.fc2.weight.dims()[1],
+            Model::PreactResnet18(m) => m.linear.weight.dims()[1],
+        }
+    }
+
+    /// Weights in the PyTorch twin's names and layouts; `None` for an architecture without
+    /// a twin (PreAct ResNet-18).
+    pub fn named_weights(&self) -> Option<Vec<(String, Vec<usize>, Vec<f32>)>> {
+        match self {
+            Model::Cnn(m) => Some(m.named_weights()),
+            Model::PreactResnet18(_) => None,
         }
     }
 

@@ -1,5 +1,7 @@
 //! Standard and adversarial training (PGD-AT, Madry et al. 2018; FGSM with a random start,
-//! Wong et al. 2020), seeded and resumable from a checkpoint written mid-epoch.
+//! Wong et al. 2020; SIA-AT on semantic + pixel examples), with options against class
+//! imbalance (oversampling, weighted CE, focal loss, attribute jitter, SIA augmentation of rare
+//! classes), seeded and resumable from a checkpoint written mid-epoch.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,16 +12,26 @@ use burn::optim::{
     momentum::MomentumConfig,
 };
 use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device, Int, Tensor};
+use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::attack::pgd::StepSize;
-use crate::attack::{Attack, Norm, PgdConfig};
+use crate::attack::semantic::{Attribute, AttributeSpace, Sia, SiaConfig, elastic_field};
+use crate::attack::{Attack, Norm, PgdConfig, project};
 use crate::bundle::{seal, unseal};
 use crate::data::ImageDataset;
 use crate::error::{Error, Result};
-use crate::loss::cross_entropy;
-use crate::model::{Model, ModelConfig};
+use crate::loss::{
+    FocalLoss, anc_loss, cross_entropy, inverse_frequency_weights, mart_loss, trades_loss,
+    weighted_cross_entropy,
+};
+use crate::model::{Model, ModelConfig, RaMask};
+
+fn one() -> f32 {
+    1.0
+}
 
 fn positive(x: f32) -> bool {
     x.is_finite() && x > 0.0
@@ -39,6 +51,33 @@ pub enum Method {
     },
     /// "Fast AT": FGSM from a uniform random start with step `alpha`.
     FgsmRs { eps: f32, alpha: f32 },
+    /// TRADES (Zhang et al. 2019): `CE(f(x)) + β·KL(p(x) ‖ p(x_adv))`, x_adv from `steps` of
+    /// signed ascent on that KL, started at x + 0.001·N(0, 1) (official code: β = 6).
+    Trades {
+        eps: f32,
+        steps: usize,
+        step_size: f32,
+        beta: f32,
+    },
+    /// MART (Wang et al. 2020): boosted CE on PGD examples plus β × the misclassification-
+    /// weighted KL (official code: β = 6).
+    Mart {
+        eps: f32,
+        steps: usize,
+        step_size: f32,
+        beta: f32,
+    },
+    /// SIA-AT: train on SIA examples — every attribute of the image type, bounded by
+    /// `scale` × its range, plus an L∞ pixel budget `eps` (0: purely semantic); `steps` of
+    /// joint ascent on the cross-entropy (no early stop), attribute steps of
+    /// `attribute_step` of the range. The ε ramp scales the attribute bounds too.
+    SiaAt {
+        eps: f32,
+        steps: usize,
+        attribute_step: f32,
+        #[serde(default = "one")]
+        scale: f32,
+    },
 }
 
 impl Method {
@@ -47,13 +86,92 @@ impl Method {
             Method::Standard => "standard",
             Method::PgdAt { .. } => "pgd-at",
             Method::FgsmRs { .. } => "fgsm-rs",
+            Method::SiaAt { .. } => "sia-at",
+            Method::Trades { .. } => "trades",
+            Method::Mart { .. } => "mart",
         }
     }
 
     fn eps(&self) -> f32 {
         match self {
             Method::Standard => 0.0,
-            Method::PgdAt { eps, .. } | Method::FgsmRs { eps, .. } => *eps,
+            Method::PgdAt { eps, .. }
+            | Method::FgsmRs { eps, .. }
+            | Method::SiaAt { eps, .. }
+            | Method::Trades { eps, .. }
+            | Method::Mart { eps, .. } => *eps,
+        }
+    }
+}
+
+/// How training counters class imbalance. The sampling options draw class-balanced batches
+/// ([`ImageDataset::balanced_batches`]); jitter and SIA then transform a draw of class `c`
+/// with probability `1 − n_c / n_max` — the share of that class's draws that are repeats —
+/// so head classes stay as they are and tail classes are mostly transformed repeats.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "kebab-case")]
+pub enum Balance {
+    #[default]
+    None,
+    /// Random oversampling: class-balanced draws with replacement.
+    Oversample,
+    /// Cross-entropy weighted by inverse class frequency, `N / (K n_c)`.
+    Weighted,
+    /// Focal loss `(1 − p_y)^γ CE` (no class weights).
+    Focal { gamma: f32 },
+    /// Oversampling, repeats transformed by random attribute coefficients drawn uniformly
+    /// from `scale` × each attribute's range: standard augmentation, no attack.
+    Jitter { scale: f32 },
+    /// Oversampling, repeats replaced by SIA examples against the current model: attributes
+    /// only (no pixel budget), bounds `scale` × each range, `steps` of `attribute_step`,
+    /// stopping per sample once misclassified.
+    Sia {
+        steps: usize,
+        attribute_step: f32,
+        scale: f32,
+    },
+}
+
+impl Balance {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Balance::None => "none",
+            Balance::Oversample => "oversample",
+            Balance::Weighted => "weighted",
+            Balance::Focal { .. } => "focal",
+            Balance::Jitter { .. } => "jitter",
+            Balance::Sia { .. } => "sia",
+        }
+    }
+
+    fn oversamples(&self) -> bool {
+        matches!(
+            self,
+            Balance::Oversample | Balance::Jitter { .. } | Balance::Sia { .. }
+        )
+    }
+
+    fn validate(&self) -> Result<()> {
+        let ok = match self {
+            Balance::None | Balance::Oversample | Balance::Weighted => true,
+            Balance::Focal { gamma } => gamma.is_finite() && *gamma >= 0.0,
+            Balance::Jitter { scale } => *scale > 0.0 && *scale <= 1.0,
+            Balance::Sia {
+                steps,
+                attribute_step,
+                scale,
+            } => *steps > 0 && positive(*attribute_step) && *scale > 0.0 && *scale <= 1.0,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                "training config",
+                format!(
+                    "balance {}: gamma must be ≥ 0, scale in (0, 1], steps ≥ 1, attribute step > 0",
+                    self.name()
+                ),
+            ))
         }
     }
 }
@@ -96,6 +214,42 @@ pub struct TrainConfig {
     /// robust overfitting, chosen on held-out training data only.
     #[serde(default)]
     pub keep_best: bool,
+    /// Counter-measure against class imbalance.
+    #[serde(default)]
+    pub balance: Balance,
+    /// ANCRA's additions to the method (arXiv 2310.03358); `None`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ancra: Option<Ancra>,
+}
+
+/// ANCRA: *alignment* by reverse attention (RA: the model gates its penultimate features by
+/// the true class's classifier weights in training and trains its auxiliary head too) and
+/// *exclusion* by the asymmetric negative contrast (ANC) against negatives — examples of
+/// another class in the batch, pushed by a targeted PGD towards the anchor's class. Each part
+/// can be switched off for the ablation; RA needs a model built with reverse attention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ancra {
+    pub ra: bool,
+    pub anc: bool,
+    /// ζ, the weight of ANC (official: 3).
+    pub zeta: f32,
+    /// Weight of the auxiliary heads' mean loss, in the main and the ANC terms (official: 2).
+    pub aux_weight: f32,
+    /// Targeted PGD steps that make the negatives (official: 10).
+    pub negative_steps: usize,
+}
+
+impl Ancra {
+    /// The official settings with both parts on.
+    pub fn official() -> Self {
+        Self {
+            ra: true,
+            anc: true,
+            zeta: 3.0,
+            aux_weight: 2.0,
+            negative_steps: 10,
+        }
+    }
 }
 
 fn default_val_pgd_samples() -> usize {
@@ -120,6 +274,8 @@ impl TrainConfig {
             val_pgd_steps: 0,
             val_pgd_samples: default_val_pgd_samples(),
             keep_best: false,
+            balance: Balance::None,
+            ancra: None,
         }
     }
 
@@ -158,8 +314,80 @@ impl TrainConfig {
                     return bad("fgsm-rs needs eps > 0 and alpha > 0".into());
                 }
             }
+            Method::Trades {
+                eps,
+                steps,
+                step_size,
+                beta,
+            }
+            | Method::Mart {
+                eps,
+                steps,
+                step_size,
+                beta,
+            } => {
+                if !(positive(*eps)
+                    && *steps > 0
+                    && positive(*step_size)
+                    && beta.is_finite()
+                    && *beta >= 0.0)
+                {
+                    return bad(format!(
+                        "{} needs eps > 0, steps ≥ 1, step size > 0 and beta ≥ 0",
+                        self.method.name()
+                    ));
+                }
+                if matches!(self.balance, Balance::Weighted | Balance::Focal { .. }) {
+                    return bad(format!(
+                        "{} has its own loss; weighted and focal balance apply to the others",
+                        self.method.name()
+                    ));
+                }
+            }
+            Method::SiaAt {
+                eps,
+                steps,
+                attribute_step,
+                scale,
+            } => {
+                if !(eps.is_finite()
+                    && *eps >= 0.0
+                    && *steps > 0
+                    && positive(*attribute_step)
+                    && *scale > 0.0
+                    && *scale <= 1.0)
+                {
+                    return bad(
+                        "sia-at needs eps ≥ 0, steps ≥ 1, attribute step > 0, scale in (0, 1]"
+                            .into(),
+                    );
+                }
+            }
         }
-        Ok(())
+        if let Some(a) = &self.ancra {
+            if !(a.ra || a.anc) {
+                return bad("ancra needs RA, ANC or both".into());
+            }
+            if !(a.zeta.is_finite()
+                && a.zeta >= 0.0
+                && a.aux_weight.is_finite()
+                && a.aux_weight >= 0.0)
+                || a.negative_steps == 0
+            {
+                return bad("ancra needs zeta ≥ 0, aux weight ≥ 0 and ≥ 1 negative step".into());
+            }
+            if a.anc && self.method.eps() <= 0.0 {
+                return bad(
+                    "ANC makes its negatives with the method's ε: use an adversarial method".into(),
+                );
+            }
+            if a.ra && matches!(self.balance, Balance::Weighted | Balance::Focal { .. }) {
+                return bad(
+                    "RA trains its heads with cross-entropy: no weighted or focal balance".into(),
+                );
+            }
+        }
+        self.balance.validate()
     }
 
     fn optimizer(&self) -> ModuleOptimizer {
@@ -441,6 +669,18 @@ pub fn train(
             ),
         };
 
+    let ra_model = model_config.reverse_attention();
+    if ra_model != config.ancra.as_ref().is_some_and(|a| a.ra) {
+        return Err(Error::invalid(
+            "training config",
+            if ra_model {
+                "a reverse-attention model trains with ANCRA's RA switched on"
+            } else {
+                "ANCRA's RA needs a model built with reverse attention"
+            },
+        ));
+    }
+    let plan = StepPlan::new(config, train_set)?;
     let steps_per_epoch = train_set.len().div_ceil(config.batch_size);
     on_event(TrainEvent::Start {
         epochs: config.epochs,
@@ -452,14 +692,27 @@ pub fn train(
     let mut first_batch = start_batch;
     while epoch < config.epochs {
         let lr = config.lr_at(epoch);
-        let batches = train_set.epoch_batches(config.batch_size, config.seed, epoch);
+        let batches = if config.balance.oversamples() {
+            train_set.balanced_batches(config.batch_size, config.seed, epoch)
+        } else {
+            train_set.epoch_batches(config.batch_size, config.seed, epoch)
+        };
         let mut clock = Instant::now();
         for (b, indices) in batches.iter().enumerate().skip(first_batch) {
             let (x, y) = train_set.batch(indices, &device);
             let eps = config.eps_at(epoch as f32 + b as f32 / steps_per_epoch as f32);
             let seed = step_seed(config.seed, epoch, b);
-            let (next, loss_value, correct) =
-                train_step(&config.method, model, &mut optim, x, y, eps, lr, seed)?;
+            let rows = plan.rows_to_augment(indices, &train_set.labels, seed);
+            let (next, loss_value, correct) = plan.step(
+                &config.method,
+                model,
+                &mut optim,
+                (x, y),
+                &rows,
+                eps,
+                lr,
+                seed,
+            )?;
             model = next;
 
             running.loss_sum += loss_value * indices.len() as f64;
@@ -578,19 +831,359 @@ pub fn train_step(
     lr: f64,
     seed: u64,
 ) -> Result<(Model, f64, usize)> {
-    let inputs = adversarial_inputs(method, &model, x, y.clone(), eps, seed)?;
-    let logits = model.forward(inputs);
-    let loss = cross_entropy(logits.clone(), y.clone());
-    let loss_value = loss.clone().into_scalar::<f32>() as f64;
-    let correct = logits
-        .argmax(1)
-        .squeeze_dim::<1>(1)
-        .equal(y)
-        .int()
-        .sum()
-        .into_scalar::<i64>();
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
-    Ok((optim.step(lr, model, grads), loss_value, correct as usize))
+    StepPlan::default().step(method, model, optim, (x, y), &[], eps, lr, seed)
+}
+
+/// The loss a step minimises.
+#[derive(Default)]
+enum StepLoss {
+    #[default]
+    CrossEntropy,
+    Weighted(Vec<f32>),
+    Focal(FocalLoss),
+}
+
+/// How rows picked for augmentation are transformed.
+enum Augment {
+    Jitter { space: AttributeSpace, scale: f32 },
+    Sia(Sia),
+}
+
+/// What a step does besides the method's inputs: its loss, and which rows it augments and
+/// how (see [`Balance`]). Built once per run from the recipe and the class counts.
+#[derive(Default)]
+struct StepPlan {
+    loss: StepLoss,
+    augment: Option<Augment>,
+    /// Per class, the probability that a draw is transformed: `1 − n_c / n_max`.
+    augment_probability: Vec<f64>,
+    ancra: Option<Ancra>,
+}
+
+impl StepPlan {
+    fn new(config: &TrainConfig, train_set: &ImageDataset) -> Result<Self> {
+        let counts = train_set.class_counts();
+        let n_max = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
+        let attributes = || Attribute::all_for(train_set.channels);
+        let augment = match &config.balance {
+            Balance::Jitter { scale } => Some(Augment::Jitter {
+                space: AttributeSpace::new(attributes(), train_set.channels)?,
+                scale: *scale,
+            }),
+            Balance::Sia {
+                steps,
+                attribute_step,
+                scale,
+            } => Some(Augment::Sia(Sia::new(SiaConfig {
+                attributes: attributes(),
+                steps: *steps,
+                attribute_step: *attribute_step,
+                pixel_step: 0.0,
+                early_stop: true,
+                range_scale: *scale,
+                ..SiaConfig::new(train_set.channels)
+            })?)),
+            _ => None,
+        };
+        Ok(Self {
+            loss: match &config.balance {
+                Balance::Weighted => StepLoss::Weighted(inverse_frequency_weights(&counts)),
+                Balance::Focal { gamma } => StepLoss::Focal(FocalLoss::new(*gamma, None)?),
+                _ => StepLoss::CrossEntropy,
+            },
+            augment_probability: counts.iter().map(|&c| 1.0 - c as f64 / n_max).collect(),
+            augment,
+            ancra: config.ancra.clone(),
+        })
+    }
+
+    /// Batch positions to augment, drawn on the host from the step's seed.
+    fn rows_to_augment(&self, indices: &[usize], labels: &[usize], seed: u64) -> Vec<usize> {
+        if self.augment.is_none() {
+            return Vec::new();
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xA06_5EED);
+        indices
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| rng.random::<f64>() < self.augment_probability[labels[**i]])
+            .map(|(row, _)| row)
+            .collect()
+    }
+
+    /// Replaces the rows in `rows` by their augmented versions. The batch comes back
+    /// reordered (kept rows first), which a training step does not mind.
+    fn augment_batch(
+        &self,
+        model: &Model,
+        x: Tensor<4>,
+        y: Tensor<1, Int>,
+        rows: &[usize],
+        seed: u64,
+    ) -> Result<(Tensor<4>, Tensor<1, Int>)> {
+        let Some(augment) = &self.augment else {
+            return Ok((x, y));
+        };
+        if rows.is_empty() {
+            return Ok((x, y));
+        }
+        let [n, _, h, w] = x.dims();
+        let device = x.device();
+        let index = |r: Vec<usize>| {
+            let len = r.len();
+            let r: Vec<i64> = r.into_iter().map(|v| v as i64).collect();
+            Tensor::<1, Int>::from_data(TensorData::new(r, [len]), &device)
+        };
+        let keep: Vec<usize> = (0..n).filter(|i| !rows.contains(i)).collect();
+        let m = rows.len();
+        let picked = index(rows.to_vec());
+        let (xa, ya) = (
+            x.clone().select(0, picked.clone()).detach(),
+            y.clone().select(0, picked),
+        );
+        let moved = match augment {
+            Augment::Jitter { space, scale } => {
+                let coef = space.random_coefficients(m, *scale, seed, &device);
+                let field = space
+                    .column(Attribute::Elastic)
+                    .map(|_| elastic_field(m, h, w, seed, &device));
+                space
+                    .apply(xa.without_autodiff(), coef, field.as_ref())
+                    .clamp(0.0, 1.0)
+            }
+            Augment::Sia(sia) => {
+                sia.run_detailed(model, xa, ya.clone(), &vec![0.0; m], seed)?
+                    .adversarial
+            }
+        };
+        let moved = if x.is_autodiff() {
+            moved.detach().autodiff()
+        } else {
+            moved.detach()
+        };
+        if keep.is_empty() {
+            return Ok((moved, ya));
+        }
+        let kept = index(keep);
+        Ok((
+            Tensor::cat(vec![x.select(0, kept.clone()), moved], 0),
+            Tensor::cat(vec![y.select(0, kept), ya], 0),
+        ))
+    }
+
+    /// One optimisation step (see [`train_step`]); `rows` are the batch positions to augment.
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &self,
+        method: &Method,
+        model: Model,
+        optim: &mut ModuleOptimizer,
+        (x, y): (Tensor<4>, Tensor<1, Int>),
+        rows: &[usize],
+        eps: f32,
+        lr: f64,
+        seed: u64,
+    ) -> Result<(Model, f64, usize)> {
+        let (x, y) = self.augment_batch(&model, x, y, rows, seed)?;
+        // In training an RA model gates with the true labels (plain models ignore the mask).
+        let mask = RaMask::Labels(y.clone());
+        let forward = |input: Tensor<4>| model.forward_ra(input, &mask);
+        let aux_weight = self.ancra.as_ref().map_or(0.0, |a| a.aux_weight);
+        // `main + aux_weight · mean over the auxiliary heads`.
+        let with_aux = |main: Tensor<1>, aux: Vec<Tensor<1>>| {
+            let k = aux.len();
+            match aux.into_iter().reduce(|a, b| a + b) {
+                Some(sum) => main + sum * (aux_weight / k as f32),
+                None => main,
+            }
+        };
+        let (logits, loss, natural) = match method {
+            Method::Trades {
+                steps,
+                step_size,
+                beta,
+                ..
+            } if eps > 0.0 => {
+                let adv = trades_adversarial(&model, x.clone(), eps, *steps, *step_size, seed)?;
+                let adv = forward(adv);
+                let nat = forward(x.clone());
+                let aux = nat
+                    .aux
+                    .iter()
+                    .zip(&adv.aux)
+                    .map(|(n, a)| trades_loss(n.clone(), a.clone(), y.clone(), *beta))
+                    .collect();
+                let main = trades_loss(nat.logits.clone(), adv.logits.clone(), y.clone(), *beta);
+                (adv.logits, with_aux(main, aux), Some(nat))
+            }
+            Method::Mart {
+                steps,
+                step_size,
+                beta,
+                ..
+            } if eps > 0.0 => {
+                let pgd = Method::PgdAt {
+                    eps,
+                    steps: *steps,
+                    step_size: *step_size,
+                };
+                let adv = adversarial_inputs(&pgd, &model, x.clone(), y.clone(), eps, seed)?;
+                let adv = forward(adv);
+                let nat = forward(x.clone());
+                let aux = nat
+                    .aux
+                    .iter()
+                    .zip(&adv.aux)
+                    .map(|(n, a)| mart_loss(n.clone(), a.clone(), y.clone(), *beta))
+                    .collect();
+                let main = mart_loss(nat.logits.clone(), adv.logits.clone(), y.clone(), *beta);
+                (adv.logits, with_aux(main, aux), Some(nat))
+            }
+            _ => {
+                let inputs = adversarial_inputs(method, &model, x.clone(), y.clone(), eps, seed)?;
+                let out = forward(inputs);
+                let main = match &self.loss {
+                    StepLoss::CrossEntropy => cross_entropy(out.logits.clone(), y.clone()),
+                    StepLoss::Weighted(w) => {
+                        weighted_cross_entropy(out.logits.clone(), y.clone(), w)
+                    }
+                    StepLoss::Focal(f) => f.forward(out.logits.clone(), y.clone()),
+                };
+                let aux = out
+                    .aux
+                    .iter()
+                    .map(|a| cross_entropy(a.clone(), y.clone()))
+                    .collect();
+                (out.logits, with_aux(main, aux), None)
+            }
+        };
+        let loss = match &self.ancra {
+            Some(a) if a.anc => {
+                let nat = natural.unwrap_or_else(|| forward(x.clone()));
+                let (negatives, negative_labels, valid) =
+                    make_negatives(&model, &x, &y, eps, a.negative_steps, seed)?;
+                let neg = model.forward_ra(negatives, &RaMask::Labels(negative_labels));
+                let aux = nat
+                    .aux
+                    .iter()
+                    .zip(&neg.aux)
+                    .map(|(n, q)| anc_loss(n.clone(), q.clone(), valid.clone()))
+                    .collect();
+                let contrast = with_aux(anc_loss(nat.logits, neg.logits, valid.clone()), aux);
+                loss + contrast * a.zeta
+            }
+            _ => loss,
+        };
+        let loss_value = loss.clone().into_scalar::<f32>() as f64;
+        let correct = logits
+            .argmax(1)
+            .squeeze_dim::<1>(1)
+            .equal(y)
+            .int()
+            .sum()
+            .into_scalar::<i64>();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        Ok((optim.step(lr, model, grads), loss_value, correct as usize))
+    }
+}
+
+/// ANC's negatives: for each anchor a random example of another class in the batch, moved by
+/// a targeted L∞ PGD (random start, step 2.5·ε/steps) towards the anchor's label. Returns
+/// the negatives, their own labels, and 1/0 per anchor for "found one".
+fn make_negatives(
+    model: &Model,
+    x: &Tensor<4>,
+    y: &Tensor<1, Int>,
+    eps: f32,
+    steps: usize,
+    seed: u64,
+) -> Result<(Tensor<4>, Tensor<1, Int>, Tensor<1>)> {
+    let labels: Vec<i64> = y
+        .clone()
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .map_err(|e| Error::invalid("labels", format!("{e:?}")))?;
+    let n = labels.len();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xA4C);
+    let mut pick = Vec::with_capacity(n);
+    let mut valid = Vec::with_capacity(n);
+    for (i, &l) in labels.iter().enumerate() {
+        let others: Vec<usize> = (0..n).filter(|&j| labels[j] != l).collect();
+        if others.is_empty() {
+            pick.push(i as i64);
+            valid.push(0.0f32);
+        } else {
+            pick.push(others[rng.random_range(0..others.len())] as i64);
+            valid.push(1.0);
+        }
+    }
+    let device = x.device();
+    let pick = Tensor::<1, Int>::from_data(TensorData::new(pick, [n]), &device);
+    let source = x.clone().select(0, pick.clone());
+    let source_labels = y.clone().select(0, pick);
+    let attack = PgdConfig {
+        targeted: true,
+        ..PgdConfig::new(Norm::Linf, steps)
+    }
+    .init()?;
+    let moved = attack
+        .perturb(model, source, y.clone(), &vec![eps; n], seed ^ 0x9E6)?
+        .detach();
+    let moved = if device.is_autodiff() {
+        moved.autodiff()
+    } else {
+        moved
+    };
+    let valid = Tensor::<1>::from_data(TensorData::new(valid, [n]), &device);
+    Ok((moved, source_labels, valid))
+}
+
+/// TRADES' inner maximisation: signed steps on `KL(p(x) ‖ p(x'))` from x + 0.001·N(0, 1),
+/// projected onto the L∞ ball and `[0, 1]`, on a frozen copy of the model.
+fn trades_adversarial(
+    model: &Model,
+    x: Tensor<4>,
+    eps: f32,
+    steps: usize,
+    step_size: f32,
+    seed: u64,
+) -> Result<Tensor<4>> {
+    let frozen = model.frozen();
+    let device = x.device();
+    let x = x.detach().without_autodiff();
+    let dims = x.dims();
+    let count: usize = dims.iter().product();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7EAD);
+    let noise: Vec<f32> = (0..count)
+        .map(|_| {
+            // Box–Muller.
+            let u1: f32 = rng.random_range(f32::EPSILON..1.0);
+            let u2: f32 = rng.random_range(0.0..1.0);
+            0.001 * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+        })
+        .collect();
+    let noise = Tensor::<4>::from_data(TensorData::new(noise, dims), &x.device());
+    let p_nat = burn::tensor::activation::softmax(frozen.forward(x.clone()), 1).detach();
+    let eps_t = x.zeros_like() + eps;
+    let mut adv = x.clone() + noise;
+    for _ in 0..steps {
+        let a = adv.clone().autodiff().require_grad();
+        let log_adv = burn::tensor::activation::log_softmax(frozen.forward(a.clone()), 1);
+        let kl = (p_nat.clone().autodiff()
+            * (p_nat.clone().autodiff().clamp_min(1e-12).log() - log_adv))
+            .sum();
+        let grad = a
+            .grad(&kl.backward())
+            .expect("the input requires a gradient");
+        adv = project(&x, adv + grad.sign() * step_size, &eps_t, Norm::Linf);
+    }
+    let adv = adv.detach();
+    Ok(if device.is_autodiff() {
+        adv.autodiff()
+    } else {
+        adv
+    })
 }
 
 /// The inputs one training step sees under `method`.
@@ -605,6 +1198,30 @@ fn adversarial_inputs(
     let n = x.dims()[0];
     let attack = match method {
         Method::Standard => return Ok(x),
+        Method::SiaAt {
+            eps: target,
+            steps,
+            attribute_step,
+            scale,
+        } => {
+            // The ε ramp grows the attribute bounds with ε: training from scratch on
+            // full-range semantic examples collapses to a constant prediction.
+            let ramp = if *target > 0.0 { eps / target } else { 1.0 };
+            if ramp <= 0.0 {
+                return Ok(x);
+            }
+            let channels = x.dims()[1];
+            let sia = Sia::new(SiaConfig {
+                steps: *steps,
+                attribute_step: *attribute_step,
+                early_stop: false,
+                range_scale: (scale * ramp).min(1.0),
+                ..SiaConfig::new(channels)
+            })?;
+            let adv = sia.run_detailed(model, x.clone(), y, &vec![eps; n], seed)?;
+            let adv = adv.adversarial.detach();
+            return Ok(if x.is_autodiff() { adv.autodiff() } else { adv });
+        }
         _ if eps <= 0.0 => return Ok(x),
         Method::PgdAt {
             steps, step_size, ..
@@ -612,6 +1229,9 @@ fn adversarial_inputs(
             step_size: StepSize::Absolute(*step_size),
             ..PgdConfig::new(Norm::Linf, *steps)
         },
+        Method::Trades { .. } | Method::Mart { .. } => {
+            unreachable!("TRADES and MART build their inputs in the step")
+        }
         Method::FgsmRs { eps: target, alpha } => PgdConfig {
             // Keep α/ε fixed while ε ramps.
             step_size: StepSize::Relative(alpha / target),

@@ -195,7 +195,9 @@ fn freezing_a_clone_leaves_the_original_trainable() {
     let x = images(2, 3, &device);
     let loss = rampart_core::loss::cross_entropy(model.forward(x), labels(&[0, 1], &device));
     let grads = loss.backward();
-    let rampart_core::model::Model::Cnn(cnn) = &model;
+    let rampart_core::model::Model::Cnn(cnn) = &model else {
+        unreachable!("tiny_model is a CNN")
+    };
     assert!(
         cnn.fc2.weight.val().grad(&grads).is_some(),
         "original lost its gradients"

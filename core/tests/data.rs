@@ -179,3 +179,54 @@ fn epoch_batches_are_a_seeded_permutation() {
     assert_eq!(all, (0..10).collect::<Vec<_>>());
     assert_eq!(a.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 3, 1]);
 }
+
+fn four_classes(per_class: usize) -> rampart_core::data::ImageDataset {
+    let n = 4 * per_class;
+    rampart_core::data::ImageDataset::new(
+        (0..n * 4).map(|i| (i % 7) as f32 / 7.0).collect(),
+        (0..n).map(|i| i % 4).collect(),
+        [1, 2, 2],
+        vec!["a".into(), "b".into(), "c".into(), "d".into()],
+    )
+    .unwrap()
+}
+
+#[test]
+fn long_tailed_subset_follows_the_exponential_profile() {
+    let set = four_classes(100);
+    let lt = set.long_tailed(10.0, 3).unwrap();
+    // ⌊100 · 10^(−c/3)⌋: 100, 46.4, 21.5, 10.
+    assert_eq!(lt.class_counts(), vec![100, 46, 21, 10]);
+    assert_eq!(lt.labels, set.long_tailed(10.0, 3).unwrap().labels);
+    assert_eq!(lt.images, set.long_tailed(10.0, 3).unwrap().images);
+    assert_ne!(lt.images, set.long_tailed(10.0, 4).unwrap().images);
+    // Ratio 1 keeps everything.
+    assert_eq!(set.long_tailed(1.0, 0).unwrap().len(), set.len());
+    for bad in [0.5, f32::NAN, f32::INFINITY] {
+        assert!(set.long_tailed(bad, 0).is_err(), "ratio {bad} accepted");
+    }
+}
+
+#[test]
+fn balanced_batches_draw_every_class_alike() {
+    let lt = four_classes(100).long_tailed(10.0, 3).unwrap();
+    assert_eq!(lt.balanced_batches(16, 1, 0), lt.balanced_batches(16, 1, 0));
+    assert_ne!(lt.balanced_batches(16, 1, 0), lt.balanced_batches(16, 1, 1));
+    let mut drawn = vec![0usize; 4];
+    let epochs = 20;
+    for e in 0..epochs {
+        let b = lt.balanced_batches(16, 1, e);
+        assert_eq!(b.concat().len(), lt.len());
+        for i in b.concat() {
+            drawn[lt.labels[i]] += 1;
+        }
+    }
+    // 3,540 draws, a quarter per class expected (sd ≈ 26): allow ±20 %.
+    let expected = (epochs * lt.len()) as f64 / 4.0;
+    for (c, &d) in drawn.iter().enumerate() {
+        assert!(
+            (d as f64 - expected).abs() < 0.2 * expected,
+            "class {c}: {d} draws, expected {expected}"
+        );
+    }
+}

@@ -266,6 +266,7 @@ fn rotation_only_sia_finds_what_a_grid_search_finds() {
         pixel_step: 0.0,
         loss: AttackLoss::CwMargin,
         early_stop: true,
+        range_scale: 1.0,
     };
     let out = Sia::new(config)
         .unwrap()

@@ -19,9 +19,9 @@ use rampart_core::attack::{Attack, AttackLoss, Norm, PgdConfig};
 use rampart_core::bundle::{Bundle, BundleHeader};
 use rampart_core::data::{self, DatasetKind, ImageDataset, Split};
 use rampart_core::eval::{EvalReport, evaluate};
-use rampart_core::model::{CnnConfig, ModelConfig};
+use rampart_core::model::{CnnConfig, ModelConfig, ResNetConfig};
 use rampart_core::train::{
-    CheckpointOptions, Method, OptimizerKind, TrainConfig, TrainEvent, train,
+    Ancra, Balance, CheckpointOptions, Method, OptimizerKind, TrainConfig, TrainEvent, train,
 };
 
 use crate::device::DeviceChoice;
@@ -83,6 +83,15 @@ struct BenchStepArgs {
     warmup: usize,
     #[arg(long, default_value_t = 10)]
     iters: usize,
+    /// Time on seeded random images of this shape (10 classes) instead of MNIST, e.g.
+    /// 3,32,32 for the CIFAR-10 layout.
+    #[arg(long, value_delimiter = ',')]
+    synthetic: Option<Vec<usize>>,
+    /// Training ε and PGD step (default 0.3 and 0.01, MNIST's).
+    #[arg(long, default_value_t = 0.3)]
+    eps: f32,
+    #[arg(long, default_value_t = 0.01)]
+    step_size: f32,
 }
 
 /// The network: its style and widths.
@@ -98,12 +107,18 @@ struct ArchArgs {
     /// Width of the hidden fully connected layer (default: the architecture's).
     #[arg(long)]
     hidden: Option<usize>,
+    /// Channels of PreAct ResNet-18's first stage (64 in the standard network).
+    #[arg(long, default_value_t = 64)]
+    resnet_width: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ArchArg {
     Madry,
     Strided,
+    /// PreAct ResNet-18, CIFAR layout (per-channel normalisation with CIFAR-10's statistics
+    /// for colour images).
+    PreactResnet18,
 }
 
 impl ArchArgs {
@@ -111,6 +126,28 @@ impl ArchArgs {
         let base = match self.arch {
             ArchArg::Madry => CnnConfig::madry(c, h, w, classes),
             ArchArg::Strided => CnnConfig::strided(c, h, w, classes),
+            ArchArg::PreactResnet18 => {
+                if self.conv.is_some() || self.hidden.is_some() {
+                    bail!(
+                        "--conv and --hidden size the CNNs; PreAct ResNet-18 takes --resnet-width"
+                    );
+                }
+                let cifar = ResNetConfig::cifar(classes);
+                let config = ModelConfig::PreactResnet18(ResNetConfig {
+                    in_channels: c,
+                    height: h,
+                    width: w,
+                    base_width: self.resnet_width,
+                    normalization: if c == 3 {
+                        cifar.normalization.clone()
+                    } else {
+                        rampart_core::model::Normalization::identity(c)
+                    },
+                    ..cifar
+                });
+                config.validate()?;
+                return Ok(config);
+            }
         };
         let conv = match self.conv.as_deref() {
             None => base.conv_channels,
@@ -153,6 +190,19 @@ enum MethodArg {
     Standard,
     PgdAt,
     FgsmRs,
+    SiaAt,
+    Trades,
+    Mart,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BalanceArg {
+    None,
+    Oversample,
+    Weighted,
+    Focal,
+    Jitter,
+    Sia,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -196,6 +246,47 @@ struct TrainArgs {
     /// FGSM step for fgsm-rs (default 1.25·ε).
     #[arg(long)]
     alpha: Option<f32>,
+    /// β of trades and mart (weight of the robust term).
+    #[arg(long, default_value_t = 6.0)]
+    beta: f32,
+    /// ANCRA (arXiv 2310.03358) on top of the method: reverse attention (the model gains an RA
+    /// block) and the asymmetric negative contrast.
+    #[arg(long)]
+    ancra: bool,
+    /// Keep only one part of ANCRA, for the ablation.
+    #[arg(long, value_parser = ["ra", "anc"], requires = "ancra")]
+    ancra_only: Option<String>,
+    /// ζ, ANCRA's weight of the negative contrast.
+    #[arg(long, default_value_t = 3.0)]
+    zeta: f32,
+    /// Attribute step of sia-at (and of --balance sia), as a fraction of each range.
+    #[arg(long, default_value_t = 0.1)]
+    attribute_step: f32,
+    /// Attribute bounds of sia-at as a fraction of each range.
+    #[arg(long, default_value_t = 1.0)]
+    sia_scale: f32,
+    /// Counter-measure against class imbalance: class-balanced sampling (oversample), inverse-
+    /// frequency weighted CE, focal loss, or oversampling whose repeats are transformed by
+    /// random attribute jitter or by SIA against the current model.
+    #[arg(long, value_enum, default_value_t = BalanceArg::None)]
+    balance: BalanceArg,
+    /// γ of --balance focal.
+    #[arg(long, default_value_t = 2.0)]
+    focal_gamma: f32,
+    /// Attribute bounds of --balance jitter|sia as a fraction of each range.
+    #[arg(long, default_value_t = 0.5)]
+    balance_scale: f32,
+    /// SIA steps of --balance sia.
+    #[arg(long, default_value_t = 5)]
+    balance_steps: usize,
+    /// Train on a long-tailed subset of the training split: exponential profile, class 0 the
+    /// head, imbalance ratio n_max / n_min = this value. The validation slice is held out
+    /// first and stays balanced; both draws use --long-tail-seed, so runs with different
+    /// --seed values share one long-tailed set.
+    #[arg(long)]
+    long_tail: Option<f32>,
+    #[arg(long, default_value_t = 0)]
+    long_tail_seed: u64,
     /// Grow ε linearly from 0 over this many epochs.
     #[arg(long, default_value_t = 0.0)]
     eps_ramp: f32,
@@ -252,6 +343,13 @@ enum AttackArg {
     Pgd,
     PgdL2,
     FgsmL2,
+    /// APGD with the cross-entropy (--steps iterations, --restarts runs).
+    ApgdCe,
+    /// APGD-T: targeted DLR towards up to 9 most likely other classes (≥ 4 classes).
+    ApgdT,
+    /// Square, score-based black box (--steps queries).
+    Square,
+    MiFgsm,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -304,6 +402,23 @@ struct EvalArgs {
     /// Also write the JSON report here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Run an attack suite (worst case per sample, AutoAttack's protocol) with sanity checks
+    /// instead of --attack: quick (APGD-CE, Square), autoattack (APGD-CE, APGD-T, Square) or
+    /// adaptive (autoattack + MI-FGSM + PGD-100×5 on the CW margin). Takes one --eps.
+    #[arg(long, value_parser = ["quick", "autoattack", "adaptive"])]
+    suite: Option<String>,
+    /// APGD iterations of the suite (default: 20 quick, 100 otherwise).
+    #[arg(long)]
+    apgd_steps: Option<usize>,
+    /// Square queries of the suite (default: 500 quick, 5000 otherwise).
+    #[arg(long)]
+    square_queries: Option<usize>,
+    /// Skip the suite's sanity checks.
+    #[arg(long)]
+    no_sanity: bool,
+    /// Write the suite's leaderboard row as a markdown table here.
+    #[arg(long)]
+    table: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -415,7 +530,15 @@ fn cmd_train(a: TrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> 
             full.len()
         );
     }
-    let (train_set, val_set) = full.split_off(a.val_size, a.seed ^ 0x5eed);
+    let split_seed = match a.long_tail {
+        Some(_) => a.long_tail_seed,
+        None => a.seed,
+    };
+    let (train_set, val_set) = full.split_off(a.val_size, split_seed ^ 0x5eed);
+    let train_set = match a.long_tail {
+        Some(ratio) => train_set.long_tailed(ratio, a.long_tail_seed ^ 0x7a11)?,
+        None => train_set,
+    };
     let method = match a.method {
         MethodArg::Standard => Method::Standard,
         MethodArg::PgdAt => Method::PgdAt {
@@ -426,6 +549,40 @@ fn cmd_train(a: TrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> 
         MethodArg::FgsmRs => Method::FgsmRs {
             eps: a.eps,
             alpha: a.alpha.unwrap_or(1.25 * a.eps),
+        },
+        MethodArg::Trades => Method::Trades {
+            eps: a.eps,
+            steps: a.steps,
+            step_size: a.step_size.unwrap_or(2.5 * a.eps / a.steps.max(1) as f32),
+            beta: a.beta,
+        },
+        MethodArg::Mart => Method::Mart {
+            eps: a.eps,
+            steps: a.steps,
+            step_size: a.step_size.unwrap_or(2.5 * a.eps / a.steps.max(1) as f32),
+            beta: a.beta,
+        },
+        MethodArg::SiaAt => Method::SiaAt {
+            eps: a.eps,
+            steps: a.steps,
+            attribute_step: a.attribute_step,
+            scale: a.sia_scale,
+        },
+    };
+    let balance = match a.balance {
+        BalanceArg::None => Balance::None,
+        BalanceArg::Oversample => Balance::Oversample,
+        BalanceArg::Weighted => Balance::Weighted,
+        BalanceArg::Focal => Balance::Focal {
+            gamma: a.focal_gamma,
+        },
+        BalanceArg::Jitter => Balance::Jitter {
+            scale: a.balance_scale,
+        },
+        BalanceArg::Sia => Balance::Sia {
+            steps: a.balance_steps,
+            attribute_step: a.attribute_step,
+            scale: a.balance_scale,
         },
     };
     let config = TrainConfig {
@@ -447,8 +604,18 @@ fn cmd_train(a: TrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> 
         val_pgd_steps: a.val_pgd_steps,
         val_pgd_samples: a.val_pgd_samples,
         keep_best: a.keep_best,
+        balance,
+        ancra: a.ancra.then(|| Ancra {
+            ra: a.ancra_only.as_deref() != Some("anc"),
+            anc: a.ancra_only.as_deref() != Some("ra"),
+            zeta: a.zeta,
+            ..Ancra::official()
+        }),
     };
-    let model_config = a.arch.config(train_set.shape(), train_set.num_classes())?;
+    let mut model_config = a.arch.config(train_set.shape(), train_set.num_classes())?;
+    if config.ancra.as_ref().is_some_and(|x| x.ra) {
+        model_config.set_reverse_attention(true);
+    }
     let dev = device.init()?;
     let checkpoint = CheckpointOptions {
         path: a
@@ -521,6 +688,8 @@ fn cmd_train(a: TrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> 
     let mut metrics = serde_json::json!({
         "dataset": kind.name(),
         "method": config.method.name(),
+        "balance": config.balance.name(),
+        "train_class_counts": train_set.class_counts(),
         "history": trained.history,
         // 1-based, like the progress lines.
         "kept_epoch": trained.epoch.map(|e| e + 1),
@@ -543,6 +712,16 @@ fn cmd_train(a: TrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> 
         p.finish_and_clear();
         metrics["test_clean_accuracy"] = report.clean_accuracy.into();
         metrics["test_samples"] = report.samples.into();
+        // Recall per class and its mean (balanced accuracy), for imbalanced training sets.
+        let recall: Vec<f64> = report
+            .confusion
+            .iter()
+            .enumerate()
+            .map(|(c, row)| row[c] as f64 / row.iter().sum::<usize>().max(1) as f64)
+            .collect();
+        metrics["test_balanced_accuracy"] =
+            (recall.iter().sum::<f64>() / recall.len().max(1) as f64).into();
+        metrics["test_per_class_recall"] = recall.into();
     }
     let header = BundleHeader {
         model: model_config,
@@ -570,15 +749,41 @@ fn cmd_train(a: TrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> 
     Ok(())
 }
 
-fn build_attacks(o: &AttackOpts, targeted: bool) -> Result<Vec<rampart_core::attack::Pgd>> {
+fn build_attacks(o: &AttackOpts, targeted: bool) -> Result<Vec<Box<dyn Attack>>> {
+    use rampart_core::attack::apgd::ApgdConfig;
+    use rampart_core::attack::mifgsm::MiFgsmConfig;
+    use rampart_core::attack::square::SquareConfig;
     o.attack
         .iter()
-        .map(|kind| {
+        .map(|kind| -> Result<Box<dyn Attack>> {
             let mut c = match kind {
                 AttackArg::Fgsm => PgdConfig::fgsm(Norm::Linf),
                 AttackArg::FgsmL2 => PgdConfig::fgsm(Norm::L2),
                 AttackArg::Pgd => PgdConfig::new(Norm::Linf, o.steps),
                 AttackArg::PgdL2 => PgdConfig::new(Norm::L2, o.steps),
+                other => {
+                    if targeted {
+                        bail!("--target works with fgsm, pgd and their L2 versions only");
+                    }
+                    return Ok(match other {
+                        AttackArg::ApgdCe => Box::new(
+                            ApgdConfig {
+                                restarts: o.restarts,
+                                ..ApgdConfig::ce(o.steps)
+                            }
+                            .init()?,
+                        ),
+                        AttackArg::ApgdT => Box::new(
+                            ApgdConfig {
+                                restarts: o.restarts,
+                                ..ApgdConfig::targeted(o.steps, 9)
+                            }
+                            .init()?,
+                        ),
+                        AttackArg::Square => Box::new(SquareConfig::new(o.steps).init()?),
+                        _ => Box::new(MiFgsmConfig::new(o.steps).init()?),
+                    });
+                }
             };
             if matches!(kind, AttackArg::Pgd | AttackArg::PgdL2) {
                 if let Some(s) = o.step_size {
@@ -592,7 +797,7 @@ fn build_attacks(o: &AttackOpts, targeted: bool) -> Result<Vec<rampart_core::att
                 LossArg::Cw => AttackLoss::CwMargin,
             };
             c.targeted = targeted;
-            Ok(c.init()?)
+            Ok(Box::new(c.init()?))
         })
         .collect()
 }
@@ -616,6 +821,9 @@ fn cmd_eval(a: EvalArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
         Some(n) => test.take(n),
         None => test,
     };
+    if let Some(suite) = &a.suite {
+        return cmd_eval_suite(&a, suite, &bundle, &test, device);
+    }
     let attacks = build_attacks(&a.attack, false)?;
     let dev = device.init()?;
     let model = bundle.model(&dev)?;
@@ -655,6 +863,146 @@ fn cmd_eval(a: EvalArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+fn cmd_eval_suite(
+    a: &EvalArgs,
+    suite: &str,
+    bundle: &Bundle,
+    test: &ImageDataset,
+    device: DeviceChoice,
+) -> Result<()> {
+    use rampart_core::attack::suite::{Suite, SuiteConfig, run_suite};
+    let [eps] = a.eps[..] else {
+        bail!("--suite takes exactly one --eps, got {}", a.eps.len());
+    };
+    let suite = Suite::parse(suite)?;
+    let defaults = SuiteConfig::new(suite, eps);
+    let config = SuiteConfig {
+        apgd_steps: a.apgd_steps.unwrap_or(defaults.apgd_steps),
+        square_queries: a.square_queries.unwrap_or(defaults.square_queries),
+        sanity: !a.no_sanity,
+        batch_size: a.batch_size,
+        seed: a.attack.seed,
+        ..defaults
+    };
+    config.validate()?;
+    let dev = device.init()?;
+    let model = bundle.model(&dev)?;
+    let pb = bar(1, "suite");
+    if a.json {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let started = std::time::Instant::now();
+    let report = pollster::block_on(run_suite(&model, test, &config, &dev, &mut |d, t| {
+        pb.set_length(t as u64);
+        pb.set_position(d as u64);
+    }))?;
+    pb.finish_and_clear();
+    let header = &bundle.header;
+    let method = header
+        .recipe
+        .get("method")
+        .and_then(|m| m.get("name"))
+        .and_then(|m| m.as_str())
+        .unwrap_or("unknown")
+        .to_string();
+    let flags = report
+        .sanity
+        .as_ref()
+        .map(|s| s.flags.clone())
+        .unwrap_or_default();
+    // RobustBench's model-card fields, percentages as numbers.
+    let leaderboard = serde_json::json!({
+        "name": a.bundle.file_stem().map(|s| s.to_string_lossy().to_string()),
+        "dataset": header.dataset,
+        "threat_model": "Linf",
+        "eps": eps,
+        "architecture": header.model.arch_label(),
+        "training_method": method,
+        "additional_data": false,
+        "clean_acc": (10000.0 * report.clean_accuracy).round() / 100.0,
+        "autoattack_acc": (10000.0 * report.robust_accuracy).round() / 100.0,
+        "evaluation": format!("rampart eval --suite {}", suite.name()),
+        "unreliable": !flags.is_empty(),
+        "samples": report.samples,
+    });
+    let table = format!(
+        "| Model | Dataset | Threat model | Clean accuracy | Robust accuracy ({suite}) | \
+         Evaluation potentially unreliable | Architecture | Training |\n\
+         |---|---|---|---|---|---|---|---|\n\
+         | {name} | {dataset} | L∞ ε = {eps} | {clean:.2} % | {robust:.2} % | {unreliable} | \
+         {arch} | {method} |\n",
+        suite = suite.name(),
+        name = leaderboard["name"].as_str().unwrap_or("model"),
+        dataset = header.dataset,
+        clean = 100.0 * report.clean_accuracy,
+        robust = 100.0 * report.robust_accuracy,
+        unreliable = if flags.is_empty() {
+            "no"
+        } else {
+            "YES (see flags)"
+        },
+        arch = header.model.arch_label(),
+    );
+    let json = serde_json::json!({
+        "report": report,
+        "leaderboard": leaderboard,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    if let Some(out) = &a.out {
+        rampart_core::write_atomically(out, serde_json::to_string_pretty(&json)?.as_bytes())?;
+    }
+    if let Some(path) = &a.table {
+        rampart_core::write_atomically(path, table.as_bytes())?;
+    }
+    if a.json {
+        println!("{json}");
+        for f in &flags {
+            eprintln!("sanity: {f}");
+        }
+        return Ok(());
+    }
+    println!(
+        "suite {} at L∞ ε = {eps} on {} samples ({:.0} s)",
+        suite.name(),
+        report.samples,
+        started.elapsed().as_secs_f64()
+    );
+    println!("clean accuracy   {:.4}", report.clean_accuracy);
+    for s in &report.stages {
+        println!(
+            "after {:<10} {:.4}  ({} broken)",
+            s.attack, s.robust_accuracy, s.broke
+        );
+    }
+    println!("robust accuracy  {:.4}", report.robust_accuracy);
+    for s in &report.skipped {
+        println!("skipped: {s}");
+    }
+    if let Some(s) = &report.sanity {
+        let curve: Vec<String> = s
+            .eps_curve
+            .iter()
+            .map(|(e, acc)| format!("{e}: {acc:.3}"))
+            .collect();
+        println!("sanity: PGD-20 accuracy by ε  {}", curve.join(", "));
+        println!(
+            "sanity: PGD-10 {:.4}, PGD-50×3 {:.4}, black-box only {}, zero gradients {:.1} %",
+            s.pgd10_accuracy,
+            s.pgd50x3_accuracy,
+            s.black_box_only,
+            100.0 * s.zero_gradient_fraction
+        );
+        if s.flags.is_empty() {
+            println!("sanity: all checks passed");
+        }
+        for f in &s.flags {
+            println!("sanity FLAG: {f}");
+        }
+    }
+    print!("{table}");
     Ok(())
 }
 
@@ -868,15 +1216,36 @@ fn cmd_samples(a: SamplesArgs, data_dir: &Path) -> Result<()> {
 
 fn cmd_bench_step(a: BenchStepArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
     use rampart_core::train::{optimizer, train_step};
-    let (_, train_set) = load_split("mnist", data_dir, Split::Train)?;
-    let model_config = a.arch.config([1, 28, 28], 10)?;
+    let train_set = match a.synthetic.as_deref() {
+        None => load_split("mnist", data_dir, Split::Train)?.1,
+        Some(&[c, h, w]) => {
+            let n = a.batch_size * 4;
+            let mut state = 0x2545_F491_4F6C_DD1Du64;
+            let pixels = (0..n * c * h * w)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state >> 40) as f32 / (1u64 << 24) as f32
+                })
+                .collect();
+            ImageDataset::new(
+                pixels,
+                (0..n).map(|i| i % 10).collect(),
+                [c, h, w],
+                (0..10).map(|k| k.to_string()).collect(),
+            )?
+        }
+        Some(_) => bail!("--synthetic takes C,H,W, e.g. 3,32,32"),
+    };
+    let model_config = a.arch.config(train_set.shape(), 10)?;
     let method = if a.steps == 0 {
         Method::Standard
     } else {
         Method::PgdAt {
-            eps: 0.3,
+            eps: a.eps,
             steps: a.steps,
-            step_size: 0.01,
+            step_size: a.step_size,
         }
     };
     let config = TrainConfig::new(method.clone());
@@ -889,7 +1258,7 @@ fn cmd_bench_step(a: BenchStepArgs, device: DeviceChoice, data_dir: &Path) -> Re
         let (x, y) = train_set.batch(&batches[i % batches.len()], &dev);
         let t0 = std::time::Instant::now();
         // train_step reads the loss back, so the step has finished when it returns.
-        let (next, _, _) = train_step(&method, model, &mut optim, x, y, 0.3, 1e-3, i as u64)?;
+        let (next, _, _) = train_step(&method, model, &mut optim, x, y, a.eps, 1e-3, i as u64)?;
         model = next;
         if i >= a.warmup {
             times.push(t0.elapsed().as_secs_f64() * 1e3);

@@ -103,6 +103,60 @@ fn train_inspect_eval_attack_export_predict() {
         robust[2]
     );
 
+    // The quick suite: worst case over APGD-CE and Square, with sanity checks and a
+    // leaderboard row.
+    let table = dir.path().join("board.md");
+    let suite: serde_json::Value = serde_json::from_str(&ok(&[
+        "eval",
+        "--bundle",
+        b,
+        "--suite",
+        "quick",
+        "--eps",
+        "0.3",
+        "--limit",
+        "100",
+        "--square-queries",
+        "100",
+        "--table",
+        table.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    let stages: Vec<&str> = suite["report"]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["attack"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["apgd-ce", "square"]);
+    let board = &suite["leaderboard"];
+    assert_eq!(board["dataset"], "mnist");
+    let robust_pct = board["autoattack_acc"].as_f64().unwrap();
+    assert!(robust_pct <= board["clean_acc"].as_f64().unwrap());
+    assert!(
+        robust_pct < 20.0,
+        "APGD at ε = 0.3 on an undefended model: {robust_pct}"
+    );
+    let sanity = &suite["report"]["sanity"];
+    assert!(sanity["eps_curve"].as_array().unwrap().len() >= 3);
+    assert_eq!(
+        board["unreliable"],
+        !sanity["flags"].as_array().unwrap().is_empty()
+    );
+    let md = std::fs::read_to_string(&table).unwrap();
+    assert!(md.contains("| mnist | L∞ ε = 0.3 |"), "{md}");
+    fails_with(
+        &[
+            "eval", "--bundle", b, "--suite", "quick", "--eps", "0.1,0.3",
+        ],
+        "exactly one --eps",
+    );
+    fails_with(
+        &["eval", "--bundle", b, "--suite", "strongest"],
+        "invalid value 'strongest'",
+    );
+
     let png = dir.path().join("adv.png");
     let a: serde_json::Value = serde_json::from_str(&ok(&[
         "attack",

@@ -59,6 +59,10 @@ pub struct Sweep {
     pub attribute: Attribute,
     pub values: Vec<f32>,
     pub accuracy: Vec<f32>,
+    /// Share of the images classified correctly at every value of the sweep: robust
+    /// accuracy against this attribute alone (grid search over its range).
+    #[serde(default)]
+    pub worst_case_accuracy: f32,
 }
 
 /// One successfully attacked image, for galleries.
@@ -214,6 +218,7 @@ pub async fn diagnose(
                 .map(|s| lo + (hi - lo) * s as f32 / (sweep_points.max(2) - 1) as f32)
                 .collect();
             let mut correct = vec![0usize; values.len()];
+            let mut always = 0usize;
             for (b, idx) in batches.iter().enumerate() {
                 let (x, _) = data.batch(idx, device);
                 let m = idx.len();
@@ -227,17 +232,19 @@ pub async fn diagnose(
                         device,
                     )
                 });
+                let mut held = vec![true; m];
                 for (s, &v) in values.iter().enumerate() {
                     let coef = Tensor::<2>::from_data(TensorData::new(vec![v; m], [m, 1]), device);
                     let moved = single.apply(x.clone(), coef, field.as_ref());
                     let pred =
                         read_ints(inference.forward(moved).argmax(1).squeeze_dim::<1>(1)).await?;
-                    correct[s] += idx
-                        .iter()
-                        .zip(&pred)
-                        .filter(|(i, p)| data.labels[**i] == **p as usize)
-                        .count();
+                    for (j, (i, p)) in idx.iter().zip(&pred).enumerate() {
+                        let ok = data.labels[*i] == *p as usize;
+                        correct[s] += usize::from(ok);
+                        held[j] &= ok;
+                    }
                 }
+                always += held.iter().filter(|h| **h).count();
                 done += 1;
                 progress(done, total);
             }
@@ -245,6 +252,7 @@ pub async fn diagnose(
                 attribute: a,
                 values,
                 accuracy: correct.iter().map(|&c| c as f32 / n as f32).collect(),
+                worst_case_accuracy: always as f32 / n as f32,
             });
         }
     }

@@ -3,9 +3,14 @@
 //! points inside `[0, 1]` and each sample's ε-ball, and reports per-sample success as a
 //! tensor, so that no attack needs a synchronous read-back (the browser forbids them).
 
+pub mod apgd;
 pub mod diagnose;
+pub mod mifgsm;
 pub mod pgd;
+pub mod ra;
 pub mod semantic;
+pub mod square;
+pub mod suite;
 
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
@@ -46,6 +51,10 @@ pub struct AttackOutput {
 pub trait Attack {
     /// A short name for reports, e.g. `pgd-linf`.
     fn name(&self) -> String;
+    /// `(iterations, restarts)` for reports: gradient steps, or queries for a black box.
+    fn budget(&self) -> (usize, usize) {
+        (1, 1)
+    }
     fn run(
         &self,
         model: &Model,

@@ -180,6 +180,10 @@ impl Pgd {
 }
 
 impl Attack for Pgd {
+    fn budget(&self) -> (usize, usize) {
+        (self.config.steps, self.config.restarts)
+    }
+
     fn name(&self) -> String {
         let c = &self.config;
         let norm = match c.norm {

@@ -168,7 +168,7 @@ impl AttributeSpace {
         self.attributes.is_empty()
     }
 
-    fn column(&self, a: Attribute) -> Option<usize> {
+    pub fn column(&self, a: Attribute) -> Option<usize> {
         self.attributes.iter().position(|&b| b == a)
     }
 
@@ -181,6 +181,28 @@ impl AttributeSpace {
             Tensor::from_data(TensorData::new(lo, [1, k]), device),
             Tensor::from_data(TensorData::new(hi, [1, k]), device),
         )
+    }
+
+    /// Coefficients drawn uniformly from each attribute's range scaled by `scale`
+    /// (`[N, K]`), from `seed` on the host: random attribute jitter.
+    pub fn random_coefficients(
+        &self,
+        n: usize,
+        scale: f32,
+        seed: u64,
+        device: &burn::tensor::Device,
+    ) -> Tensor<2> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let values: Vec<f32> = (0..n)
+            .flat_map(|_| {
+                self.attributes
+                    .iter()
+                    .map(|a| a.range())
+                    .collect::<Vec<_>>()
+            })
+            .map(|(lo, hi)| scale * rng.random_range(lo..=hi))
+            .collect();
+        Tensor::from_data(TensorData::new(values, [n, self.len()]), device)
     }
 
     /// Applies the transforms with coefficients `coef` (`[N, K]`) to `x` (`[N, C, H, W]`, in
@@ -411,6 +433,13 @@ pub struct SiaConfig {
     pub loss: AttackLoss,
     /// Freeze a sample once it is misclassified.
     pub early_stop: bool,
+    /// Attribute bounds as a fraction of each natural range (1: the whole range).
+    #[serde(default = "one")]
+    pub range_scale: f32,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 impl SiaConfig {
@@ -423,6 +452,7 @@ impl SiaConfig {
             pixel_step: 2.5,
             loss: AttackLoss::CrossEntropy,
             early_stop: true,
+            range_scale: 1.0,
         }
     }
 
@@ -435,6 +465,9 @@ impl SiaConfig {
         }
         if !(self.pixel_step.is_finite() && self.pixel_step >= 0.0) {
             return Err(Error::invalid("sia", "pixel_step must be ≥ 0"));
+        }
+        if !(self.range_scale > 0.0 && self.range_scale <= 1.0) {
+            return Err(Error::invalid("sia", "range_scale must be in (0, 1]"));
         }
         Ok(())
     }
@@ -477,7 +510,9 @@ impl Sia {
         let x = images.detach().without_autodiff();
         let k = space.len();
         let (lo, hi) = space.bounds(&device);
+        // Steps are fractions of the natural range; the bounds may be narrower.
         let span = hi.clone() - lo.clone();
+        let (lo, hi) = (lo * self.config.range_scale, hi * self.config.range_scale);
         let step_a = span.clone() * self.config.attribute_step;
         let eps_t = super::eps_tensor(eps, &x);
         let step_p = eps_t.clone() * (self.config.pixel_step / self.config.steps as f32);
@@ -536,6 +571,10 @@ impl Sia {
 }
 
 impl Attack for Sia {
+    fn budget(&self) -> (usize, usize) {
+        (self.config.steps, 1)
+    }
+
     fn name(&self) -> String {
         format!("sia-{}", self.config.attributes.len())
     }

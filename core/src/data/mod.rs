@@ -5,8 +5,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -242,6 +242,82 @@ impl ImageDataset {
             seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
         order
+            .chunks(batch_size.max(1))
+            .map(<[usize]>::to_vec)
+            .collect()
+    }
+}
+
+/// Items per class, indexed by class.
+pub fn class_counts(labels: &[usize], num_classes: usize) -> Vec<usize> {
+    let mut counts = vec![0usize; num_classes];
+    for &l in labels {
+        counts[l] += 1;
+    }
+    counts
+}
+
+impl ImageDataset {
+    /// Items per class.
+    pub fn class_counts(&self) -> Vec<usize> {
+        class_counts(&self.labels, self.num_classes())
+    }
+
+    /// A long-tailed subset with an exponential profile: class `c` keeps
+    /// `⌊n_max · ratio^(−c/(K−1))⌋` items (at least 1), where `n_max` is the smallest class
+    /// count, so every class can supply its share; class 0 is the head, class K−1 the tail
+    /// (`n_max / ratio`). Which items each class keeps is a seeded draw; the subset is in the
+    /// original order.
+    pub fn long_tailed(&self, ratio: f32, seed: u64) -> Result<Self> {
+        if !(ratio.is_finite() && ratio >= 1.0) {
+            return Err(Error::invalid(
+                "long-tailed subset",
+                format!("imbalance ratio must be ≥ 1, got {ratio}"),
+            ));
+        }
+        let k = self.num_classes();
+        let counts = self.class_counts();
+        let n_max = counts.iter().copied().min().unwrap_or(0);
+        if n_max == 0 {
+            return Err(Error::invalid(
+                "long-tailed subset",
+                "every class needs at least one item",
+            ));
+        }
+        let mut keep = Vec::new();
+        for c in 0..k {
+            let share = ratio.powf(-(c as f32) / (k.max(2) - 1) as f32);
+            let target = ((n_max as f32 * share).floor() as usize).max(1);
+            let members: Vec<usize> = (0..self.len()).filter(|&i| self.labels[i] == c).collect();
+            let order = shuffled(
+                members.len(),
+                seed ^ (c as u64).wrapping_mul(0xA24B_AED4_963E_E407),
+            );
+            keep.extend(order[..target].iter().map(|&j| members[j]));
+        }
+        keep.sort_unstable();
+        Ok(self.subset(&keep))
+    }
+
+    /// Class-balanced batches for one epoch of `len()` draws: each draw picks a class
+    /// uniformly, then an item of that class uniformly (random oversampling with
+    /// replacement). Drawn from `(seed, epoch)` alone, like [`Self::epoch_batches`].
+    pub fn balanced_batches(&self, batch_size: usize, seed: u64, epoch: usize) -> Vec<Vec<usize>> {
+        let mut members = vec![Vec::new(); self.num_classes()];
+        for (i, &l) in self.labels.iter().enumerate() {
+            members[l].push(i);
+        }
+        let present: Vec<&Vec<usize>> = members.iter().filter(|m| !m.is_empty()).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            seed ^ 0xBA1A_9CED ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let draws: Vec<usize> = (0..self.len())
+            .map(|_| {
+                let class = present[rng.random_range(0..present.len())];
+                class[rng.random_range(0..class.len())]
+            })
+            .collect();
+        draws
             .chunks(batch_size.max(1))
             .map(<[usize]>::to_vec)
             .collect()
