@@ -126,6 +126,38 @@ function runDiagnose() {
   });
 }
 
+// Accuracy against ε as an SVG line chart (the suite's sanity curve, PGD-20).
+function drawCurve(svg, points) {
+  const [w, h, pad] = [360, 180, 30];
+  const x = (e) => pad + (w - 2 * pad) * e;
+  const y = (a) => h - pad - (h - 2 * pad) * a;
+  const line = points.map(([e, a]) => `${x(e).toFixed(1)},${y(a).toFixed(1)}`).join(" ");
+  svg.innerHTML = `<line x1="${pad}" y1="${h - pad}" x2="${w - pad}" y2="${h - pad}" stroke="currentColor"/>` +
+    `<line x1="${pad}" y1="${pad}" x2="${pad}" y2="${h - pad}" stroke="currentColor"/>` +
+    `<text x="${w - pad}" y="${h - 8}" text-anchor="end" font-size="11">ε (L∞) → 1</text>` +
+    `<text x="4" y="${pad - 8}" font-size="11">accuracy</text>` +
+    `<polyline points="${line}" fill="none" stroke="#c33" stroke-width="2"/>` +
+    points.map(([e, a]) => `<circle cx="${x(e).toFixed(1)}" cy="${y(a).toFixed(1)}" r="3" fill="#c33"><title>ε ${e}: ${(100 * a).toFixed(0)} %</title></circle>`).join("");
+}
+
+function runSuite() {
+  return exclusive(async () => {
+    status("running the quick suite…");
+    const t0 = performance.now();
+    try {
+      const r = await rampart.evaluateSuite({
+        samples: samples.images.map((p, i) => ({ pixels: p, label: samples.labels[i] })), eps: +$("suite-eps").value,
+      });
+      $("suite-result").textContent = `clean ${(100 * r.clean_accuracy).toFixed(0)} %, robust ${(100 * r.robust_accuracy).toFixed(0)} % ` +
+        `at ε = ${r.eps} (` + r.stages.map((s) => `${s.attack} broke ${s.broke}`).join(", ") + ")";
+      drawCurve($("eps-curve"), [[0, r.clean_accuracy], ...r.sanity.eps_curve]);
+      $("suite-flags").innerHTML = r.sanity.flags.length ? r.sanity.flags.map((f) => `<li class="error">${f}</li>`).join("")
+        : "<li>sanity checks passed</li>";
+      status(`suite took ${(performance.now() - t0).toFixed(0)} ms`);
+    } catch (e) { status(e.message, true); }
+  });
+}
+
 async function start(backend) {
   status("loading…");
   try {
@@ -153,6 +185,7 @@ $("sample").onchange = (e) => pick(+e.target.value);
 $("eps").oninput = (e) => { $("eps-value").textContent = (+e.target.value).toFixed(2); };
 $("run-attack").onclick = runAttack;
 $("run-diagnose").onclick = runDiagnose;
+$("run-suite").onclick = runSuite;
 $("backend-choice").onchange = (e) => exclusive(() => start(e.target.value));
 
 await initWasm();

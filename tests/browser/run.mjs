@@ -175,6 +175,47 @@ await test("cpu: diagnose matches rampart diagnose", async () => {
   }
 });
 
+// The quick robustness suite with its sanity checks, client-side, against `rampart eval --suite`.
+await test("cpu: evaluateSuite matches rampart eval --suite quick", async () => {
+  const n = samples.images.length;
+  const args = ["eval", "--bundle", path.join(FIXTURES, "tiny.rampart"), "--suite", "quick", "--eps", "0.1", "--limit", String(n),
+    "--apgd-steps", "10", "--square-queries", "50", "--batch-size", String(n), "--json"];
+  const native = JSON.parse(execFileSync(BIN, args, { encoding: "utf8" })).report;
+  const { browser, page, errors } = await openPage(NO_WEBGPU);
+  try {
+    await page.evaluate(() => window.rampart.init({ backend: "cpu" }));
+    await page.evaluate(() => window.rampart.loadBundle("/fixtures/tiny.rampart"));
+    const t0 = Date.now();
+    const r = await page.evaluate((s) => window.rampart.evaluateSuite({
+      samples: s.images.map((p, i) => ({ pixels: p, label: s.labels[i] })), eps: 0.1, apgdSteps: 10, squareQueries: 50,
+    }), samples);
+    timings.suite_quick_ms = Date.now() - t0;
+    assert(JSON.stringify(r.stages.map((s) => s.attack)) === JSON.stringify(native.stages.map((s) => s.attack)), "stages differ");
+    assert(r.clean_accuracy === native.clean_accuracy, `clean ${r.clean_accuracy} vs native ${native.clean_accuracy}`);
+    // Same attacks, seeds and batch: at most one borderline sample may fall the other way.
+    assert(Math.abs(r.robust_accuracy - native.robust_accuracy) <= 1 / n + 1e-9, `robust ${r.robust_accuracy} vs native ${native.robust_accuracy}`);
+    const curve = r.sanity.eps_curve;
+    assert(curve.length >= 3 && curve[curve.length - 1][0] === 1, `curve ${JSON.stringify(curve)}`);
+    curve.forEach(([e, a], i) => assert(Math.abs(a - native.sanity.eps_curve[i][1]) <= 1 / n + 1e-9, `curve at ${e}: ${a} vs ${native.sanity.eps_curve[i][1]}`));
+    assert(curve[curve.length - 1][1] <= 0.1, `accuracy at ε = 1 is ${curve[curve.length - 1][1]}`);
+    timings.suite_robust_accuracy = r.robust_accuracy;
+    const bad = await page.evaluate(async () => {
+      const out = {};
+      const one = [{ pixels: new Array(784).fill(0), label: 1 }];
+      for (const [k, o] of Object.entries({ noeps: { samples: one }, suite: { samples: one, eps: 0.1, suite: "strongest" },
+        eps: { samples: one, eps: 3 }, key: { samples: one, eps: 0.1, restarts: 2 } })) {
+        try { await window.rampart.evaluateSuite(o); out[k] = "resolved"; } catch (e) { out[k] = e.message; }
+      }
+      return out;
+    });
+    const expect = { noeps: /missing field `eps`/, suite: /unknown suite "strongest"/, eps: /eps must be in \(0, 1\]/, key: /unknown field 'restarts'/ };
+    for (const [k, re] of Object.entries(expect)) assert(re.test(bad[k] ?? ""), `${k}: got '${bad[k]}'`);
+    assert(errors.length === 0, `page errors: ${errors}`);
+  } finally {
+    await browser.close();
+  }
+});
+
 await test("bad calls reject with clear errors and nothing traps", async () => {
   const { browser, page, errors } = await openPage(NO_WEBGPU);
   try {
@@ -232,7 +273,7 @@ function corruptBundles() {
   return { truncated: good.slice(0, good.length >> 1), flipped, "wrong-magic": magic, empty: [] };
 }
 
-await test("demo page: classifies a test image, runs an attack and a diagnosis", async () => {
+await test("demo page: classifies a test image, runs an attack, a diagnosis and the quick suite", async () => {
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...COMMON, ...NO_WEBGPU] });
   try {
     const page = await browser.newPage();
@@ -249,6 +290,10 @@ await test("demo page: classifies a test image, runs an attack and a diagnosis",
     await page.waitForFunction(() => /broken/.test(document.getElementById("diagnose-result").textContent), null, { timeout: 180000 });
     const bars = await page.$$("#attribute-bars .bar");
     assert(bars.length === 11, `${bars.length} attribute bars`);
+    await page.click("#run-suite");
+    await page.waitForFunction(() => /robust/.test(document.getElementById("suite-result").textContent), null, { timeout: 300000 });
+    const points = await page.$$("#eps-curve circle");
+    assert(points.length >= 4, `${points.length} points on the ε curve`);
     if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
     assert(errors.length === 0, `page errors: ${errors}`);
   } finally {

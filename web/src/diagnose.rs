@@ -32,9 +32,42 @@ export interface Diagnosis {
 "#;
 
 #[derive(Deserialize)]
-struct Sample {
+pub(crate) struct Sample {
     pixels: Vec<f32>,
     label: usize,
+}
+
+/// The samples as a dataset for the loaded bundle, each checked (pixels, label).
+pub(crate) fn samples_dataset(
+    samples: &[Sample],
+    header: &rampart_core::bundle::BundleHeader,
+) -> Result<ImageDataset, JsError> {
+    let k = header.class_names.len();
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for (i, s) in samples.iter().enumerate() {
+        check_pixels(&s.pixels, header).map_err(|e| {
+            err(format!(
+                "samples[{i}]: {}",
+                js_sys::Error::from(JsValue::from(e)).message()
+            ))
+        })?;
+        if s.label >= k {
+            return Err(err(format!(
+                "samples[{i}].label {} is out of range: the model has {k} classes",
+                s.label
+            )));
+        }
+        images.extend_from_slice(&s.pixels);
+        labels.push(s.label);
+    }
+    ImageDataset::new(
+        images,
+        labels,
+        header.model.input_shape(),
+        header.class_names.clone(),
+    )
+    .map_err(err)
 }
 
 #[derive(Deserialize)]
@@ -127,26 +160,7 @@ pub async fn diagnose(
         "cw" => AttackLoss::CwMargin,
         other => return Err(err(format!("unknown loss '{other}' (ce, cw)"))),
     };
-    let k = header.class_names.len();
-    let mut images = Vec::new();
-    let mut labels = Vec::new();
-    for (i, s) in o.samples.iter().enumerate() {
-        check_pixels(&s.pixels, &header).map_err(|e| {
-            err(format!(
-                "samples[{i}]: {}",
-                js_sys::Error::from(JsValue::from(e)).message()
-            ))
-        })?;
-        if s.label >= k {
-            return Err(err(format!(
-                "samples[{i}].label {} is out of range: the model has {k} classes",
-                s.label
-            )));
-        }
-        images.extend_from_slice(&s.pixels);
-        labels.push(s.label);
-    }
-    let data = ImageDataset::new(images, labels, shape, header.class_names.clone()).map_err(err)?;
+    let data = samples_dataset(&o.samples, &header)?;
     let n = data.len();
     let d = run_diagnosis(
         &model,

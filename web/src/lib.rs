@@ -16,6 +16,7 @@ use wasm_bindgen::prelude::*;
 
 mod api;
 mod diagnose;
+mod suite;
 mod text;
 
 pub use api::*;
