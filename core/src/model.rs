@@ -188,6 +188,7 @@ pub struct Cnn {
 /// evaluation the auxiliary head's prediction `argmax W·z + b`, a hard choice through which
 /// no gradient flows — hence the other variants, for adaptive attacks.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // a tensor handle, built once per forward pass
 pub enum RaMask {
     Labels(Tensor<1, Int>),
     Predicted,
@@ -395,8 +396,12 @@ impl ModelConfig {
     }
 }
 
+/// `(name, shape, row-major values)` per tensor, in the PyTorch twin's names and layouts.
+pub type NamedWeights = Vec<(String, Vec<usize>, Vec<f32>)>;
+
 /// Any Rampart image classifier.
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // one model per process; boxing would only add a hop
 pub enum Model {
     Cnn(Cnn),
     PreactResnet18(PreActResNet),
@@ -450,7 +455,7 @@ impl Model {
 
     /// Weights in the PyTorch twin's names and layouts; `None` for an architecture without
     /// a twin (PreAct ResNet-18).
-    pub fn named_weights(&self) -> Option<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn named_weights(&self) -> Option<NamedWeights> {
         match self {
             Model::Cnn(m) => Some(m.named_weights()),
             Model::PreactResnet18(_) => None,

@@ -212,7 +212,7 @@ fn balanced_batches_draw_every_class_alike() {
     let lt = four_classes(100).long_tailed(10.0, 3).unwrap();
     assert_eq!(lt.balanced_batches(16, 1, 0), lt.balanced_batches(16, 1, 0));
     assert_ne!(lt.balanced_batches(16, 1, 0), lt.balanced_batches(16, 1, 1));
-    let mut drawn = vec![0usize; 4];
+    let mut drawn = [0usize; 4];
     let epochs = 20;
     for e in 0..epochs {
         let b = lt.balanced_batches(16, 1, e);
