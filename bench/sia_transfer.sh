@@ -3,7 +3,7 @@
 # budget (5 epochs, Adam 1e-3, batch 128) — standard, PGD-AT (ε 0.1, 7 steps) and SIA-AT
 # (ε 0.1 + every attribute over its whole range, 5 steps of 5 % of the range; ε and the
 # attribute bounds ramp up over the first epoch) — attacked on the first LIMIT test images by
-# FGSM and PGD-20 (ε 0.1), SIA-50 with ε 0.1 and with ε 0 (attributes only), and each
+# FGSM, PGD-20 and APGD-CE-100 (ε 0.1), SIA-50 with ε 0.1 and with ε 0 (attributes only), and each
 # attribute alone (worst case over an 11-point grid of its range).
 # Writes runs/transfer-<model>*.json and prints the markdown table.
 source "$(dirname "$0")/../scripts/env.sh"
@@ -25,6 +25,8 @@ for m in standard pgd-at sia-at; do
   b="runs/transfer-$m.rampart"
   "$RAMPART_BIN" eval --bundle "$b" --attack fgsm,pgd --eps 0.1 --steps 20 --limit "$LIMIT" \
     --json > "runs/transfer-$m.eval.json"
+  "$RAMPART_BIN" eval --bundle "$b" --attack apgd-ce --eps 0.1 --steps 100 --limit "$LIMIT" \
+    --json > "runs/transfer-$m.apgd.json"
   "$RAMPART_BIN" diagnose --bundle "$b" --eps 0.1 --steps 50 --limit "$LIMIT" --sweep-points 0 \
     --out "runs/transfer-$m-sia" --json > "runs/transfer-$m.sia.json"
   "$RAMPART_BIN" diagnose --bundle "$b" --eps 0 --steps 50 --limit "$LIMIT" --sweep-points 11 \
