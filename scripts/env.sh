@@ -7,6 +7,6 @@ export RAMPART_CACHE="${RAMPART_CACHE:-$HOME/.cache/rampart}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$RAMPART_CACHE/target}"
 export PATH="$RAMPART_CACHE/bin:$HOME/.cargo/bin:$PATH"
 export RAMPART_DATA="${RAMPART_DATA:-$ROOT/../shared/data}"
-RAMPART_BIN="$CARGO_TARGET_DIR/release/rampart"
+RAMPART_BIN="${RAMPART_BIN:-$CARGO_TARGET_DIR/release/rampart}"
 # The wasm-bindgen CLI must match the wasm-bindgen crate in Cargo.lock exactly.
 WASM_BINDGEN_VERSION="$(grep -A1 '^name = "wasm-bindgen"$' "$ROOT/Cargo.lock" | sed -n 's/^version = "\(.*\)"/\1/p')"

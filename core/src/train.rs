@@ -18,6 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::attack::pgd::StepSize;
+use crate::attack::ra::{RaAttack, RaAttackKind};
 use crate::attack::semantic::{Attribute, AttributeSpace, Sia, SiaConfig, elastic_field};
 use crate::attack::{Attack, Norm, PgdConfig, project};
 use crate::bundle::{seal, unseal};
@@ -203,8 +204,9 @@ pub struct TrainConfig {
     /// Write a checkpoint every this many steps (and at each epoch's end).
     pub checkpoint_every: usize,
     /// After each epoch, attack the first `val_pgd_samples` validation images with L∞ PGD of
-    /// this many steps at the method's ε (step 2.5·ε/steps, random start); 0: no robust
-    /// validation.
+    /// this many steps at the method's ε (step 2.5·ε/steps, random start) — for a
+    /// reverse-attention model the worst case with PGD through its auxiliary heads; 0: no
+    /// robust validation.
     #[serde(default)]
     pub val_pgd_steps: usize,
     #[serde(default = "default_val_pgd_samples")]
@@ -1272,25 +1274,35 @@ fn robust_accuracy_sync(
 ) -> Result<f64> {
     let eps = config.method.eps();
     let steps = config.val_pgd_steps;
-    let attack = PgdConfig {
-        step_size: StepSize::Absolute(2.5 * eps / steps as f32),
-        ..PgdConfig::new(Norm::Linf, steps)
+    let mut attacks: Vec<Box<dyn Attack>> = vec![Box::new(
+        PgdConfig {
+            step_size: StepSize::Absolute(2.5 * eps / steps as f32),
+            ..PgdConfig::new(Norm::Linf, steps)
+        }
+        .init()?,
+    )];
+    // The test-time mask of a reverse-attention model hides the plain attack's gradient:
+    // checkpoints are chosen on the worst case with the attack through the auxiliary heads.
+    if model.has_reverse_attention() {
+        attacks.push(Box::new(RaAttack::new(RaAttackKind::AuxHead, steps)?));
     }
-    .init()?;
     let n = data.len().min(config.val_pgd_samples);
     let idx: Vec<usize> = (0..n).collect();
     let mut held = 0usize;
     for (b, chunk) in idx.chunks(250).enumerate() {
         let (x, y) = data.batch(chunk, device);
-        let out = attack.run(
-            model,
-            x,
-            y,
-            &vec![eps; chunk.len()],
-            seed.wrapping_add(b as u64),
-        )?;
-        let broken = out.success.int().sum().into_scalar::<i64>() as usize;
-        held += chunk.len() - broken;
+        let mut broken = Tensor::<1>::zeros([chunk.len()], device).greater_elem(0.5);
+        for attack in &attacks {
+            let out = attack.run(
+                model,
+                x.clone(),
+                y.clone(),
+                &vec![eps; chunk.len()],
+                seed.wrapping_add(b as u64),
+            )?;
+            broken = broken.bool_or(out.success);
+        }
+        held += chunk.len() - broken.int().sum().into_scalar::<i64>() as usize;
     }
     Ok(held as f64 / n.max(1) as f64)
 }

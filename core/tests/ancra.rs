@@ -161,17 +161,39 @@ fn mismatched_model_and_recipe_are_refused() {
 #[test]
 fn the_suite_adds_adaptive_attacks_for_ra_models() {
     let device = cpu();
-    let model = train(
+    // Robust validation of an RA model takes the worst case with the auxiliary-head attack.
+    let trained = train(
         &ra_config(),
-        &recipe(Some(Ancra::official())),
+        &TrainConfig {
+            val_pgd_steps: 5,
+            val_pgd_samples: 60,
+            ..recipe(Some(Ancra::official()))
+        },
         &bars(600, 1),
-        None,
+        Some(&bars(60, 3)),
         &device,
         None,
         &mut |_| {},
     )
-    .unwrap()
-    .model;
+    .unwrap();
+    let last = trained.history.last().unwrap();
+    let val_robust = last.val_robust_accuracy.expect("robust validation ran");
+    let model = trained.model;
+    {
+        use rampart_core::attack::ra::{RaAttack, RaAttackKind};
+        let val = bars(60, 3);
+        let (x, y) = val.batch(&(0..60).collect::<Vec<_>>(), &device);
+        let out = RaAttack::new(RaAttackKind::AuxHead, 5)
+            .unwrap()
+            .run(&model, x, y, &[0.3; 60], 0)
+            .unwrap();
+        let aux_only = 1.0 - to_vec(out.success.float()).iter().sum::<f32>() / 60.0;
+        // Same attack, other random starts: the worst case cannot sit far above it.
+        assert!(
+            val_robust <= aux_only as f64 + 0.1,
+            "validation {val_robust} vs aux attack {aux_only}"
+        );
+    }
     let suite = SuiteConfig {
         apgd_steps: 10,
         square_queries: 100,
