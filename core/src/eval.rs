@@ -85,11 +85,13 @@ pub async fn evaluate(
     let mut done = 0;
     let inference = model.valid();
     let mut confusion = vec![vec![0usize; k]; k];
+    let mut clean_ok = vec![false; data.len()];
     for idx in &batches {
         let (x, _) = data.batch(idx, device);
         let pred = read_ints(inference.forward(x).argmax(1).squeeze_dim::<1>(1)).await?;
         for (&i, &p) in idx.iter().zip(&pred) {
             confusion[data.labels[i]][p as usize] += 1;
+            clean_ok[i] = data.labels[i] == p as usize;
         }
         done += 1;
         progress(done, total);
@@ -108,10 +110,13 @@ pub async fn evaluate(
                     &vec![e; idx.len()],
                     seed.wrapping_add(b as u64),
                 )?;
+                // Robust: right on the clean input and not broken (an attack that moves a
+                // wrong prediction to the right class does not make the sample robust).
                 held += read_bools(out.success)
                     .await?
                     .iter()
-                    .filter(|s| !**s)
+                    .zip(idx)
+                    .filter(|(s, i)| !**s && clean_ok[**i])
                     .count();
                 done += 1;
                 progress(done, total);

@@ -1291,7 +1291,13 @@ fn robust_accuracy_sync(
     let mut held = 0usize;
     for (b, chunk) in idx.chunks(250).enumerate() {
         let (x, y) = data.batch(chunk, device);
-        let mut broken = Tensor::<1>::zeros([chunk.len()], device).greater_elem(0.5);
+        // Wrong on the clean input counts as broken.
+        let mut broken = model
+            .valid()
+            .forward(x.clone().without_autodiff())
+            .argmax(1)
+            .squeeze_dim::<1>(1)
+            .not_equal(y.clone().without_autodiff());
         for attack in &attacks {
             let out = attack.run(
                 model,

@@ -180,7 +180,9 @@ pub struct SuiteReport {
     pub sanity: Option<Sanity>,
 }
 
-/// Accuracy under one attack at `eps` over `data`, batch by batch.
+/// Robust accuracy under one attack at `eps` over `data`, batch by batch: the share of
+/// samples classified correctly both clean and at the attack's point. (A point the attack
+/// moves from wrong to right does not count: with gradient masking that happens.)
 async fn accuracy_under(
     model: &Model,
     data: &ImageDataset,
@@ -191,9 +193,15 @@ async fn accuracy_under(
     seed: u64,
 ) -> Result<f64> {
     let idx: Vec<usize> = (0..data.len()).collect();
+    let inference = model.valid();
     let mut held = 0usize;
     for (b, chunk) in idx.chunks(batch_size).enumerate() {
         let (x, y) = data.batch(chunk, device);
+        let clean = inference
+            .forward(x.clone())
+            .argmax(1)
+            .squeeze_dim::<1>(1)
+            .equal(y.clone());
         let out = attack.run(
             model,
             x,
@@ -201,11 +209,8 @@ async fn accuracy_under(
             &vec![eps; chunk.len()],
             seed.wrapping_add(b as u64),
         )?;
-        held += read_bools(out.success)
-            .await?
-            .iter()
-            .filter(|s| !**s)
-            .count();
+        let robust = clean.bool_and(out.success.bool_not());
+        held += read_bools(robust).await?.iter().filter(|s| **s).count();
     }
     Ok(held as f64 / data.len().max(1) as f64)
 }
