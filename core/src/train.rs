@@ -28,7 +28,7 @@ use crate::loss::{
     FocalLoss, anc_loss, cross_entropy, inverse_frequency_weights, mart_loss, trades_loss,
     weighted_cross_entropy,
 };
-use crate::model::{Model, ModelConfig, RaMask};
+use crate::model::{Model, ModelConfig, RaMask, RaOutput};
 
 fn one() -> f32 {
     1.0
@@ -427,7 +427,8 @@ pub struct EpochMetrics {
     pub lr: f64,
     /// Mean loss on the inputs trained on (adversarial ones for adversarial training).
     pub train_loss: f64,
-    /// Accuracy on the inputs trained on.
+    /// Accuracy on the inputs trained on (for a reverse-attention model, of its auxiliary head:
+    /// the final logits are gated by the true class in training).
     pub train_accuracy: f64,
     /// Clean accuracy on the validation slice, when one is given.
     pub val_accuracy: Option<f64>,
@@ -999,6 +1000,10 @@ impl StepPlan {
                 None => main,
             }
         };
+        // The logits whose accuracy the step reports. An RA model's final logits are gated by
+        // the true class in training and would read ~100 %: report its (last) auxiliary head,
+        // the class its test-time mask picks, instead.
+        let reported = |o: &RaOutput| o.aux.last().cloned().unwrap_or_else(|| o.logits.clone());
         let (logits, loss, natural) = match method {
             Method::Trades {
                 steps,
@@ -1016,7 +1021,7 @@ impl StepPlan {
                     .map(|(n, a)| trades_loss(n.clone(), a.clone(), y.clone(), *beta))
                     .collect();
                 let main = trades_loss(nat.logits.clone(), adv.logits.clone(), y.clone(), *beta);
-                (adv.logits, with_aux(main, aux), Some(nat))
+                (reported(&adv), with_aux(main, aux), Some(nat))
             }
             Method::Mart {
                 steps,
@@ -1039,7 +1044,7 @@ impl StepPlan {
                     .map(|(n, a)| mart_loss(n.clone(), a.clone(), y.clone(), *beta))
                     .collect();
                 let main = mart_loss(nat.logits.clone(), adv.logits.clone(), y.clone(), *beta);
-                (adv.logits, with_aux(main, aux), Some(nat))
+                (reported(&adv), with_aux(main, aux), Some(nat))
             }
             _ => {
                 let inputs = adversarial_inputs(method, &model, x.clone(), y.clone(), eps, seed)?;
@@ -1056,7 +1061,7 @@ impl StepPlan {
                     .iter()
                     .map(|a| cross_entropy(a.clone(), y.clone()))
                     .collect();
-                (out.logits, with_aux(main, aux), None)
+                (reported(&out), with_aux(main, aux), None)
             }
         };
         let loss = match &self.ancra {
