@@ -64,15 +64,16 @@ pub fn cw_margin_per_sample(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tenso
     others.max_dim(1).squeeze_dim(1) - true_logit
 }
 
-/// Column `k` of the logits sorted in descending order, as gather indices `[N, 1]` (taken on
-/// a detached copy: the values are then gathered from the live logits, so gradients flow).
-fn ranked(logits: &Tensor<2>, k: usize) -> Tensor<2, Int> {
-    let n = logits.dims()[0];
-    logits
-        .clone()
-        .detach()
-        .argsort_descending(1)
-        .slice([0..n, k..k + 1])
+/// The classes sorted by logit, descending, as gather indices `[N, K]` (taken on a detached
+/// copy: the values are then gathered from the live logits, so gradients flow).
+fn ranking(logits: &Tensor<2>) -> Tensor<2, Int> {
+    logits.clone().detach().argsort_descending(1)
+}
+
+/// Column `k` of a ranking, `[N, 1]`.
+fn ranked(order: &Tensor<2, Int>, k: usize) -> Tensor<2, Int> {
+    let n = order.dims()[0];
+    order.clone().slice([0..n, k..k + 1])
 }
 
 fn pick(logits: &Tensor<2>, index: Tensor<2, Int>) -> Tensor<1> {
@@ -83,13 +84,15 @@ fn pick(logits: &Tensor<2>, index: Tensor<2, Int>) -> Tensor<1> {
 /// `−(z_y − max_{j≠y} z_j) / (z_π1 − z_π3 + 1e-12)`, π the classes sorted by logit. Needs ≥ 3
 /// classes; invariant to shifting and scaling the logits.
 pub fn dlr_per_sample(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
-    let first = ranked(&logits, 0);
+    let order = ranking(&logits);
+    let first = ranked(&order, 0);
     let top_is_true = first.clone().squeeze_dim::<1>(1).equal(targets.clone());
-    let runner_up = ranked(&logits, 1);
+    let runner_up = ranked(&order, 1);
+    let z_first = pick(&logits, first.clone());
     // The best other class: the runner-up when the true class leads, else the leader.
     let other = first.mask_where(top_is_true.unsqueeze_dim(1), runner_up);
     let z_y = pick(&logits, targets.unsqueeze_dim(1));
-    let scale = pick(&logits, ranked(&logits, 0)) - pick(&logits, ranked(&logits, 2)) + 1e-12;
+    let scale = z_first - pick(&logits, ranked(&order, 2)) + 1e-12;
     (z_y - pick(&logits, other)).neg() / scale
 }
 
@@ -102,8 +105,9 @@ pub fn dlr_targeted_per_sample(
 ) -> Tensor<1> {
     let z_y = pick(&logits, labels.unsqueeze_dim(1));
     let z_t = pick(&logits, targets.unsqueeze_dim(1));
-    let scale = pick(&logits, ranked(&logits, 0))
-        - (pick(&logits, ranked(&logits, 2)) + pick(&logits, ranked(&logits, 3))) * 0.5
+    let order = ranking(&logits);
+    let scale = pick(&logits, ranked(&order, 0))
+        - (pick(&logits, ranked(&order, 2)) + pick(&logits, ranked(&order, 3))) * 0.5
         + 1e-12;
     (z_y - z_t).neg() / scale
 }

@@ -1004,25 +1004,32 @@ impl StepPlan {
         // the true class in training and would read ~100 %: report its (last) auxiliary head,
         // the class its test-time mask picks, instead.
         let reported = |o: &RaOutput| o.aux.last().cloned().unwrap_or_else(|| o.logits.clone());
+        // TRADES and MART: a loss on natural/adversarial logit pairs, the same loss on every
+        // auxiliary head's pair.
+        type PairLoss = fn(Tensor<2>, Tensor<2>, Tensor<1, Int>, f32) -> Tensor<1>;
+        let paired = |adv: Tensor<4>, pair_loss: PairLoss, beta: f32| {
+            let adv = forward(adv);
+            let nat = forward(x.clone());
+            let aux = nat
+                .aux
+                .iter()
+                .zip(&adv.aux)
+                .map(|(n, a)| pair_loss(n.clone(), a.clone(), y.clone(), beta))
+                .collect();
+            let main = pair_loss(nat.logits.clone(), adv.logits.clone(), y.clone(), beta);
+            (reported(&adv), with_aux(main, aux), Some(nat))
+        };
         let (logits, loss, natural) = match method {
             Method::Trades {
                 steps,
                 step_size,
                 beta,
                 ..
-            } if eps > 0.0 => {
-                let adv = trades_adversarial(&model, x.clone(), eps, *steps, *step_size, seed)?;
-                let adv = forward(adv);
-                let nat = forward(x.clone());
-                let aux = nat
-                    .aux
-                    .iter()
-                    .zip(&adv.aux)
-                    .map(|(n, a)| trades_loss(n.clone(), a.clone(), y.clone(), *beta))
-                    .collect();
-                let main = trades_loss(nat.logits.clone(), adv.logits.clone(), y.clone(), *beta);
-                (reported(&adv), with_aux(main, aux), Some(nat))
-            }
+            } if eps > 0.0 => paired(
+                trades_adversarial(&model, x.clone(), eps, *steps, *step_size, seed),
+                trades_loss,
+                *beta,
+            ),
             Method::Mart {
                 steps,
                 step_size,
@@ -1035,16 +1042,7 @@ impl StepPlan {
                     step_size: *step_size,
                 };
                 let adv = adversarial_inputs(&pgd, &model, x.clone(), y.clone(), eps, seed)?;
-                let adv = forward(adv);
-                let nat = forward(x.clone());
-                let aux = nat
-                    .aux
-                    .iter()
-                    .zip(&adv.aux)
-                    .map(|(n, a)| mart_loss(n.clone(), a.clone(), y.clone(), *beta))
-                    .collect();
-                let main = mart_loss(nat.logits.clone(), adv.logits.clone(), y.clone(), *beta);
-                (reported(&adv), with_aux(main, aux), Some(nat))
+                paired(adv, mart_loss, *beta)
             }
             _ => {
                 let inputs = adversarial_inputs(method, &model, x.clone(), y.clone(), eps, seed)?;
@@ -1155,7 +1153,7 @@ fn trades_adversarial(
     steps: usize,
     step_size: f32,
     seed: u64,
-) -> Result<Tensor<4>> {
+) -> Tensor<4> {
     let frozen = model.frozen();
     let device = x.device();
     let x = x.detach().without_autodiff();
@@ -1186,11 +1184,11 @@ fn trades_adversarial(
         adv = project(&x, adv + grad.sign() * step_size, &eps_t, Norm::Linf);
     }
     let adv = adv.detach();
-    Ok(if device.is_autodiff() {
+    if device.is_autodiff() {
         adv.autodiff()
     } else {
         adv
-    })
+    }
 }
 
 /// The inputs one training step sees under `method`.
@@ -1293,12 +1291,12 @@ fn robust_accuracy_sync(
     }
     let n = data.len().min(config.val_pgd_samples);
     let idx: Vec<usize> = (0..n).collect();
+    let inference = model.valid();
     let mut held = 0usize;
     for (b, chunk) in idx.chunks(250).enumerate() {
         let (x, y) = data.batch(chunk, device);
         // Wrong on the clean input counts as broken.
-        let mut broken = model
-            .valid()
+        let mut broken = inference
             .forward(x.clone().without_autodiff())
             .argmax(1)
             .squeeze_dim::<1>(1)

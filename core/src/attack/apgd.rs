@@ -11,7 +11,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Attack, AttackOutput, check_inputs, eps_tensor};
+use super::{
+    Attack, AttackOutput, Norm, check_inputs, eps_tensor, keep_first_success, project, rows,
+};
 use crate::error::{Error, Result};
 use crate::loss::{cross_entropy_per_sample, dlr_per_sample, dlr_targeted_per_sample};
 use crate::model::Model;
@@ -87,19 +89,6 @@ impl ApgdConfig {
 #[derive(Debug, Clone)]
 pub struct Apgd {
     config: ApgdConfig,
-}
-
-/// Rows of a `[N]` mask broadcast over a `[N, C, H, W]` tensor.
-fn rows(mask: &Tensor<1, Bool>, like: &Tensor<4>) -> Tensor<4, Bool> {
-    let [n, ..] = like.dims();
-    mask.clone().reshape([n, 1, 1, 1]).expand(like.shape())
-}
-
-/// Clamps onto the ε-ball around `x` and the `[0, 1]` box.
-fn clip(x: &Tensor<4>, v: Tensor<4>, eps: &Tensor<4>) -> Tensor<4> {
-    v.max_pair(x.clone() - eps.clone())
-        .min_pair(x.clone() + eps.clone())
-        .clamp(0.0, 1.0)
 }
 
 impl Apgd {
@@ -179,15 +168,17 @@ impl Apgd {
             let momentum = x_adv.clone() - x_old;
             x_old = x_adv.clone();
             let a = if i == 0 { 1.0 } else { 0.75 };
-            let z = clip(
+            let z = project(
                 x,
                 x_adv.clone() + step.clone() * grad.clone().sign(),
                 &eps_t,
+                Norm::Linf,
             );
-            x_adv = clip(
+            x_adv = project(
                 x,
                 x_adv.clone() + (z - x_adv) * a + momentum * (1.0 - a),
                 &eps_t,
+                Norm::Linf,
             );
             let (new_loss, new_grad, pred) = self.evaluate(model, &x_adv, labels, target);
             let mis = pred.not_equal(labels.clone());
@@ -210,7 +201,10 @@ impl Apgd {
                 let reduce = oscillating.bool_or(stalled);
                 reduced_last = reduce.clone();
                 loss_best_last = loss_best.clone();
-                step = step.clone().mask_where(rows(&reduce, x), step * 0.5);
+                // `step` is [N, 1, 1, 1]: mask it with the flags in that shape.
+                step = step
+                    .clone()
+                    .mask_where(reduce.clone().reshape([n, 1, 1, 1]), step * 0.5);
                 x_adv = x_adv.mask_where(rows(&reduce, x), x_best.clone());
                 grad = grad.mask_where(rows(&reduce, x), grad_best.clone());
                 since_check = 0;
@@ -248,8 +242,7 @@ impl Attack for Apgd {
         let model = model.frozen();
         let x = images.detach().without_autodiff();
         let labels = labels.without_autodiff();
-        let clean = model.forward(x.clone());
-        let classes = clean.dims()[1];
+        let classes = model.num_classes();
         let min_classes = match (self.config.loss, self.config.targets) {
             (ApgdLoss::Dlr, Some(_)) => 4,
             (ApgdLoss::Dlr, None) => 3,
@@ -266,14 +259,17 @@ impl Attack for Apgd {
                 ),
             ));
         }
-        // Targets: the r-th most likely class other than the leader, r = 1, 2, …
-        let order = clean.argsort_descending(1);
-        let [n] = labels.dims();
+        // Targets: the r-th most likely class other than the leader, r = 1, 2, … (one
+        // clean forward pass, only for a targeted attack).
         let targets: Vec<Option<Tensor<1, Int>>> = match self.config.targets {
             None => vec![None],
-            Some(t) => (1..=t.min(classes - 1))
-                .map(|r| Some(order.clone().slice([0..n, r..r + 1]).squeeze_dim(1)))
-                .collect(),
+            Some(t) => {
+                let order = model.forward(x.clone()).argsort_descending(1);
+                let [n] = labels.dims();
+                (1..=t.min(classes - 1))
+                    .map(|r| Some(order.clone().slice([0..n, r..r + 1]).squeeze_dim(1)))
+                    .collect()
+            }
         };
         let mut best: Option<(Tensor<4>, Tensor<1, Bool>)> = None;
         let mut run = 0u64;
@@ -288,14 +284,7 @@ impl Attack for Apgd {
                     seed.wrapping_add(run),
                 );
                 run += 1;
-                best = Some(match best {
-                    None => (adv, hit),
-                    Some((b, h)) => {
-                        // Keep the first successful point of each sample.
-                        let take = hit.clone().bool_and(h.clone().bool_not());
-                        (b.mask_where(rows(&take, &x), adv), h.bool_or(hit))
-                    }
-                });
+                best = Some(keep_first_success(best, adv, hit));
             }
         }
         let (adversarial, success) = best.expect("at least one run");

@@ -132,6 +132,31 @@ pub fn success(
     if targeted { hit } else { hit.bool_not() }
 }
 
+/// Rows of a `[N]` mask broadcast over a `[N, C, H, W]` tensor.
+pub(crate) fn rows(mask: &Tensor<1, Bool>, like: &Tensor<4>) -> Tensor<4, Bool> {
+    let [n, ..] = like.dims();
+    mask.clone().reshape([n, 1, 1, 1]).expand(like.shape())
+}
+
+/// Merges one more run of a multi-run attack into the best so far: each sample keeps the
+/// first point that succeeded (or the first run's point while none has).
+pub(crate) fn keep_first_success(
+    best: Option<(Tensor<4>, Tensor<1, Bool>)>,
+    candidate: Tensor<4>,
+    hit: Tensor<1, Bool>,
+) -> (Tensor<4>, Tensor<1, Bool>) {
+    match best {
+        None => (candidate, hit),
+        Some((points, done)) => {
+            let take = hit.clone().bool_and(done.clone().bool_not());
+            (
+                points.mask_where(rows(&take, &candidate), candidate),
+                done.bool_or(hit),
+            )
+        }
+    }
+}
+
 /// Per-sample budgets as a broadcastable `[N, 1, 1, 1]` tensor.
 pub(crate) fn eps_tensor(eps: &[f32], like: &Tensor<4>) -> Tensor<4> {
     Tensor::from_data(

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Attack, AttackLoss, AttackOutput, Norm, ascent_step, check_inputs, eps_tensor, input_gradient,
-    project, random_start, success,
+    keep_first_success, project, random_start, success,
 };
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -132,23 +132,21 @@ impl Pgd {
         let x = images.detach().without_autodiff();
         let labels = labels.without_autodiff();
         let targeted = self.config.targeted;
-        let mut best = self.one_run(&model, &x, &labels, eps, seed);
+        let first = self.one_run(&model, &x, &labels, eps, seed);
         if !report && self.config.restarts == 1 {
-            return Ok((best, None));
+            return Ok((first, None));
         }
-        let mut hit = success(&model, best.clone(), labels.clone(), targeted);
-        for r in 1..self.config.restarts {
-            let candidate = self.one_run(&model, &x, &labels, eps, seed.wrapping_add(r as u64));
-            let candidate_hit = success(&model, candidate.clone(), labels.clone(), targeted);
-            // Keep the first successful point of each sample.
-            let take = candidate_hit.clone().bool_and(hit.clone().bool_not());
-            let [n, ..] = x.dims();
-            best = best.mask_where(
-                take.clone().reshape([n, 1, 1, 1]).expand(x.shape()),
-                candidate,
-            );
-            hit = hit.bool_or(candidate_hit);
+        let mut best = None;
+        for r in 0..self.config.restarts {
+            let candidate = if r == 0 {
+                first.clone()
+            } else {
+                self.one_run(&model, &x, &labels, eps, seed.wrapping_add(r as u64))
+            };
+            let hit = success(&model, candidate.clone(), labels.clone(), targeted);
+            best = Some(keep_first_success(best, candidate, hit));
         }
+        let (best, hit) = best.expect("at least one restart");
         Ok((best, Some(hit)))
     }
 

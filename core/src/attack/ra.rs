@@ -11,8 +11,8 @@ use burn::tensor::{Bool, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Attack, AttackOutput, Norm, ascent_step, check_inputs, eps_tensor, project, random_start,
-    success,
+    Attack, AttackOutput, Norm, ascent_step, check_inputs, eps_tensor, keep_first_success, project,
+    random_start, success,
 };
 use crate::error::{Error, Result};
 use crate::loss::cross_entropy_per_sample;
@@ -122,17 +122,7 @@ impl Attack for RaAttack {
             };
             let adv = self.pgd(&model, &x, eps, seed.wrapping_add(r as u64), &objective);
             let hit = success(&model, adv.clone(), y.clone(), false);
-            best = Some(match best {
-                None => (adv, hit),
-                Some((b, h)) => {
-                    let take = hit.clone().bool_and(h.clone().bool_not());
-                    let [n, ..] = x.dims();
-                    (
-                        b.mask_where(take.reshape([n, 1, 1, 1]).expand(x.shape()), adv),
-                        h.bool_or(hit),
-                    )
-                }
-            });
+            best = Some(keep_first_success(best, adv, hit));
         }
         let (adversarial, success) = best.expect("at least one mask");
         Ok(AttackOutput {

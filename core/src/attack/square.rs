@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Attack, AttackOutput, check_inputs, eps_tensor, success};
+use super::{Attack, AttackOutput, Norm, check_inputs, eps_tensor, project, rows, success};
 use crate::error::{Error, Result};
 use crate::loss::cw_margin_per_sample;
 use crate::model::Model;
@@ -117,20 +117,19 @@ impl Attack for Square {
             let signs =
                 Tensor::<4>::from_data(TensorData::new(sign(&mut rng, c), [1, c, 1, 1]), &device);
             // ±2ε on the window then back into the ball: the window becomes x ± ε.
-            let candidate = (best.clone() + window * signs * eps_t.clone() * 2.0)
-                .max_pair(x.clone() - eps_t.clone())
-                .min_pair(x.clone() + eps_t.clone())
-                .clamp(0.0, 1.0);
+            let candidate = project(
+                &x,
+                best.clone() + window * signs * eps_t.clone() * 2.0,
+                &eps_t,
+                Norm::Linf,
+            );
             let m = margin(&model, candidate.clone(), labels.clone());
             // Only samples not yet broken move, and only when their margin dropped.
             let take = m
                 .clone()
                 .lower(best_margin.clone())
                 .bool_and(best_margin.clone().greater_elem(0.0));
-            best = best.mask_where(
-                take.clone().reshape([n, 1, 1, 1]).expand([n, c, h, w]),
-                candidate,
-            );
+            best = best.mask_where(rows(&take, &x), candidate);
             best_margin = best_margin.mask_where(take, m);
         }
         let success = success(&model, best.clone(), labels, false);
