@@ -1,7 +1,7 @@
 """Checks that `rampart export` weights, loaded into the PyTorch twin (bench/twins.py), give
 the same logits as Rampart on the same test images.
 
-    python3 bench/check_export.py BUNDLE [--count 20]
+    python3 bench/check_export.py BUNDLE [--count 20] [--data-dir DIR]
 Exits non-zero when the largest absolute logit difference exceeds 1e-4.
 """
 import argparse
@@ -20,7 +20,9 @@ from twins import load_exported  # noqa: E402
 p = argparse.ArgumentParser()
 p.add_argument("bundle")
 p.add_argument("--count", type=int, default=20)
+p.add_argument("--data-dir", help="passed to rampart (default: its own, RAMPART_DATA or ../shared/data)")
 a = p.parse_args()
+data = ["--data-dir", a.data_dir] if a.data_dir else []
 rampart = os.environ.get("RAMPART_BIN", os.path.expanduser("~/.cache/rampart/target/release/rampart"))
 
 with tempfile.TemporaryDirectory() as d:
@@ -31,14 +33,14 @@ with tempfile.TemporaryDirectory() as d:
     info = json.loads(subprocess.run([rampart, "inspect", a.bundle, "--json"], check=True, capture_output=True).stdout)
     samples = pathlib.Path(d) / "s.json"
     subprocess.run([rampart, "samples", "--dataset", info["header"]["dataset"], "--count", str(a.count), "--out",
-                    str(samples)], check=True, capture_output=True)
+                    str(samples), *data], check=True, capture_output=True)
     s = json.loads(samples.read_text())
     x = torch.tensor(s["images"], dtype=torch.float32).view(-1, *s["shape"])
     with torch.no_grad():
         torch_logits = model(x)
     worst = 0.0
     for i in range(len(s["images"])):
-        out = subprocess.run([rampart, "predict", "--bundle", a.bundle, "--index", str(i), "--json"], check=True,
+        out = subprocess.run([rampart, "predict", "--bundle", a.bundle, "--index", str(i), "--json", *data], check=True,
                              capture_output=True)
         r = torch.tensor(json.loads(out.stdout)["logits"])
         worst = max(worst, (r - torch_logits[i]).abs().max().item())

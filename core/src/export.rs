@@ -11,12 +11,7 @@ use crate::model::Model;
 /// The model's weights as a safetensors file (f32, little-endian), with the model
 /// architecture in the metadata under `rampart.model`.
 pub fn to_safetensors(model: &Model, model_config_json: &str) -> Result<Vec<u8>> {
-    let weights = model.named_weights().ok_or_else(|| {
-        Error::invalid(
-            "export",
-            "only the CNNs have a PyTorch twin (bench/twins.py); PreAct ResNet-18 has none yet",
-        )
-    })?;
+    let weights = model.named_weights();
     let raw: Vec<(String, Vec<usize>, Vec<u8>)> = weights
         .into_iter()
         .map(|(name, shape, values)| {

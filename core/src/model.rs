@@ -272,35 +272,37 @@ impl Cnn {
         }
     }
 
-    /// Weights in the PyTorch twin's names and layouts (`bench/twins.py`), as
-    /// `(name, shape, row-major values)`.
-    pub fn named_weights(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    /// Weights in the PyTorch twin's names and layouts (`bench/twins.py`).
+    pub fn named_weights(&self) -> NamedWeights {
         let mut out = Vec::new();
-        let mut push = |name: &str, t: TensorData| {
-            let shape = t.shape().to_vec();
-            out.push((
-                name.to_string(),
-                shape,
-                t.try_to_vec::<f32>().expect("f32 weights"),
-            ));
-        };
         for (name, conv) in [("conv1", &self.conv1), ("conv2", &self.conv2)] {
-            push(&format!("{name}.weight"), conv.weight.val().into_data());
-            if let Some(b) = &conv.bias {
-                push(&format!("{name}.bias"), b.val().into_data());
-            }
+            push_conv(&mut out, name, conv);
         }
-        // Burn stores linear weights as [in, out]; torch.nn.Linear as [out, in].
         for (name, fc) in [("fc1", &self.fc1), ("fc2", &self.fc2)] {
-            push(
-                &format!("{name}.weight"),
-                fc.weight.val().transpose().into_data(),
-            );
-            if let Some(b) = &fc.bias {
-                push(&format!("{name}.bias"), b.val().into_data());
-            }
+            push_linear(&mut out, name, fc);
         }
         out
+    }
+}
+
+pub(crate) fn push_tensor<const D: usize>(out: &mut NamedWeights, name: String, t: Tensor<D>) {
+    let shape = t.dims().to_vec();
+    let values = t.into_data().try_to_vec::<f32>().expect("f32 weights");
+    out.push((name, shape, values));
+}
+
+pub(crate) fn push_conv(out: &mut NamedWeights, name: &str, conv: &Conv2d) {
+    push_tensor(out, format!("{name}.weight"), conv.weight.val());
+    if let Some(b) = &conv.bias {
+        push_tensor(out, format!("{name}.bias"), b.val());
+    }
+}
+
+/// Burn stores linear weights as [in, out]; torch.nn.Linear as [out, in].
+pub(crate) fn push_linear(out: &mut NamedWeights, name: &str, fc: &Linear) {
+    push_tensor(out, format!("{name}.weight"), fc.weight.val().transpose());
+    if let Some(b) = &fc.bias {
+        push_tensor(out, format!("{name}.bias"), b.val());
     }
 }
 
@@ -453,12 +455,11 @@ impl Model {
         }
     }
 
-    /// Weights in the PyTorch twin's names and layouts; `None` for an architecture without
-    /// a twin (PreAct ResNet-18).
-    pub fn named_weights(&self) -> Option<NamedWeights> {
+    /// Weights in the PyTorch twin's names and layouts (`bench/twins.py`).
+    pub fn named_weights(&self) -> NamedWeights {
         match self {
-            Model::Cnn(m) => Some(m.named_weights()),
-            Model::PreactResnet18(_) => None,
+            Model::Cnn(m) => m.named_weights(),
+            Model::PreactResnet18(m) => m.named_weights(),
         }
     }
 

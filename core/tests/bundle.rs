@@ -110,7 +110,7 @@ fn strided_networks_round_trip_and_old_configs_read_as_madry() {
     assert_eq!(logits.dims(), [3, 3]);
     assert_eq!(to_vec(logits), to_vec(b.model(&device).unwrap().forward(x)));
     // conv4×4 weights, not conv5×5.
-    let w = model.named_weights().unwrap();
+    let w = model.named_weights();
     assert_eq!(w[0].1, vec![4, 1, 4, 4]);
 
     // Bundles written before the style field existed hold Madry networks.

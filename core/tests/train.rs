@@ -297,7 +297,6 @@ fn a_checkpoint_from_another_recipe_is_refused() {
 fn weights(model: &rampart_core::model::Model) -> Vec<f32> {
     model
         .named_weights()
-        .unwrap()
         .into_iter()
         .flat_map(|(_, _, v)| v)
         .collect()

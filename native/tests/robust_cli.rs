@@ -132,10 +132,23 @@ fn preact_resnet18_trains_and_is_evaluated_on_the_cifar10_layout() {
         };
         assert_eq!(stages, expected);
         assert_eq!(report["leaderboard"]["architecture"], "preact-resnet18");
-        // No PyTorch twin for the ResNet: export says so.
+        // Export in the twin's names (bench/twins.py PreActResNet18; its logits are compared
+        // with Rampart's by bench/check_export.py).
         let out = dir.path().join("w.safetensors");
         let export = ["export", "--bundle", b, "--out", out.to_str().unwrap()];
-        expect_failure(&export, rampart(&data, &export), "has none yet");
+        expect_ok(&export, rampart(&data, &export));
+        let bytes = std::fs::read(&out).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let shape = |n: &str| st.tensor(n).unwrap().shape().to_vec();
+        assert_eq!(shape("stem.weight"), [4, 3, 3, 3]);
+        assert_eq!(shape("blocks.2.shortcut.weight"), [8, 4, 1, 1]);
+        assert_eq!(shape("blocks.7.conv2.weight"), [32, 32, 3, 3]);
+        assert_eq!(shape("final_norms.0.running_var"), [32]);
+        assert_eq!(shape("linear.weight"), [10, 32]);
+        let ra_norms = if name == "ancra" { 2 } else { 1 };
+        // Stem, 8 blocks of two convolutions and two BatchNorms (4 tensors each), 3 shortcuts,
+        // the final BatchNorms, the linear layer's weight and bias.
+        assert_eq!(st.len(), 1 + 8 * 10 + 3 + 4 * ra_norms + 2, "{name}");
     }
     // CNN-only width flags are refused for the ResNet.
     let bad = [

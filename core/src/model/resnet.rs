@@ -12,7 +12,9 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::{Normalization, RaMask, RaOutput, gate_rows};
+use super::{
+    NamedWeights, Normalization, RaMask, RaOutput, gate_rows, push_conv, push_linear, push_tensor,
+};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,6 +188,33 @@ impl PreActResNet {
             aux.push(a);
         }
         (pool(z), aux)
+    }
+
+    /// Weights in the PyTorch twin's names and layouts (`bench/twins.py`): module paths as
+    /// here, BatchNorm's γ/β as `weight`/`bias` beside its running statistics.
+    pub fn named_weights(&self) -> NamedWeights {
+        let mut out = Vec::new();
+        let bn = |out: &mut NamedWeights, name: &str, n: &BatchNorm| {
+            push_tensor(out, format!("{name}.weight"), n.gamma.val());
+            push_tensor(out, format!("{name}.bias"), n.beta.val());
+            push_tensor(out, format!("{name}.running_mean"), n.running_mean.value());
+            push_tensor(out, format!("{name}.running_var"), n.running_var.value());
+        };
+        push_conv(&mut out, "stem", &self.stem);
+        for (i, b) in self.blocks.iter().enumerate() {
+            bn(&mut out, &format!("blocks.{i}.bn1"), &b.bn1);
+            push_conv(&mut out, &format!("blocks.{i}.conv1"), &b.conv1);
+            bn(&mut out, &format!("blocks.{i}.bn2"), &b.bn2);
+            push_conv(&mut out, &format!("blocks.{i}.conv2"), &b.conv2);
+            if let Some(s) = &b.shortcut {
+                push_conv(&mut out, &format!("blocks.{i}.shortcut"), s);
+            }
+        }
+        for (i, n) in self.final_norms.iter().enumerate() {
+            bn(&mut out, &format!("final_norms.{i}"), n);
+        }
+        push_linear(&mut out, "linear", &self.linear);
+        out
     }
 
     pub fn forward_ra(&self, x: Tensor<4>, mask: &RaMask) -> RaOutput {
