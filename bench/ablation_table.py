@@ -6,6 +6,7 @@ ROWS = [
     ("runs/osha-tune-eps0.2.json", "**tuned recipe (defaults): as below with RAT ε = 0.2**"),
     ("tuned-augmentnone", "tuned recipe, no augmentation"),
     ("tuned-augmentown", "tuned recipe, own augmentation instead of the published one"),
+    ("tuned-both", "tuned recipe, embedding + TF-IDF (20,000 terms) features"),
     ("default", "recipe before tuning: published augmentation, RAT (none/gaussian/FGM/PGD at 1/4 each, ε = 0.05), focal γ 2, balanced α"),
     ("augmentnone", "no augmentation"),
     ("augmentown", "own augmentation (`rampart augment --generator offline`)"),
@@ -14,7 +15,6 @@ ROWS = [
     ("ratfgm", "RAT: FGM only"),
     ("ratpgd", "RAT: PGD only"),
     ("lossce", "cross-entropy instead of focal"),
-    ("both", "embedding + TF-IDF features"),
     ("logreg", "baseline: embedding + logistic regression"),
     ("tfidf", "baseline: TF-IDF + logistic regression"),
 ]

@@ -216,6 +216,10 @@ pub struct TrainConfig {
     /// robust overfitting, chosen on held-out training data only.
     #[serde(default)]
     pub keep_best: bool,
+    /// With `keep_best`: stop once this many epochs in a row have not beaten the best
+    /// validation score (a tie does not beat it): robust overfitting has set in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<usize>,
     /// Counter-measure against class imbalance.
     #[serde(default)]
     pub balance: Balance,
@@ -276,6 +280,7 @@ impl TrainConfig {
             val_pgd_steps: 0,
             val_pgd_samples: default_val_pgd_samples(),
             keep_best: false,
+            patience: None,
             balance: Balance::None,
             ancra: None,
         }
@@ -294,6 +299,12 @@ impl TrainConfig {
         }
         if !(self.eps_ramp_epochs.is_finite() && self.eps_ramp_epochs >= 0.0) {
             return bad("eps ramp must be ≥ 0 epochs".into());
+        }
+        if self.patience.is_some() && !self.keep_best {
+            return bad("patience stops at the best validation epoch: it needs keep_best".into());
+        }
+        if self.patience == Some(0) {
+            return bad("patience must be ≥ 1 epoch".into());
         }
         if self.val_pgd_steps > 0 && (self.method.eps() <= 0.0 || self.val_pgd_samples == 0) {
             return bad(
@@ -460,6 +471,11 @@ pub enum TrainEvent<'a> {
     Epoch(&'a EpochMetrics),
     Checkpoint {
         path: &'a Path,
+    },
+    /// `patience` ran out: training ends before `epochs`. `best_epoch` first reached the
+    /// best validation score.
+    Stopped {
+        best_epoch: usize,
     },
 }
 
@@ -694,6 +710,11 @@ pub fn train(
     let mut epoch = start_epoch;
     let mut first_batch = start_batch;
     while epoch < config.epochs {
+        // From the history alone, so that a resumed run stops where the original did.
+        if let Some(best_epoch) = config.patience.and_then(|p| stalled(&history, p)) {
+            on_event(TrainEvent::Stopped { best_epoch });
+            break;
+        }
         let lr = config.lr_at(epoch);
         let batches = if config.balance.oversamples() {
             train_set.balanced_batches(config.batch_size, config.seed, epoch)
@@ -813,6 +834,23 @@ pub fn train(
         epoch: Some(epoch),
         completed: true,
     })
+}
+
+/// The epoch that first reached the best validation score, when the `patience` epochs after
+/// it have not beaten it (a tie does not).
+fn stalled(history: &[EpochMetrics], patience: usize) -> Option<usize> {
+    let mut first_best: Option<(usize, f64)> = None;
+    for (e, score) in history
+        .iter()
+        .enumerate()
+        .filter_map(|(e, m)| Some((e, m.score()?)))
+    {
+        if first_best.is_none_or(|(_, b)| score > b) {
+            first_best = Some((e, score));
+        }
+    }
+    let (e, _) = first_best?;
+    (history.len() - 1 - e >= patience).then_some(e)
 }
 
 /// The optimiser a recipe asks for.

@@ -255,6 +255,76 @@ fn keep_best_returns_the_best_validation_epoch() {
 }
 
 #[test]
+fn patience_stops_where_the_best_epoch_stops_improving() {
+    const LR: f64 = 0.1;
+    let device = cpu();
+    let train_set = bars(200, 8);
+    let val = bars(80, 9);
+    let full_config = TrainConfig {
+        keep_best: true,
+        lr: LR,
+        ..recipe(Method::Standard, 8)
+    };
+    let run = |config: &TrainConfig| {
+        train(
+            &tiny_config(3),
+            config,
+            &train_set,
+            Some(&val),
+            &device,
+            None,
+            &mut |_| {},
+        )
+    };
+    let full = run(&full_config).unwrap();
+    let scores: Vec<f64> = full
+        .history
+        .iter()
+        .map(|m| m.val_accuracy.unwrap())
+        .collect();
+    // Where patience 1 must stop, from the uninterrupted run's scores: after the first epoch
+    // that does not beat every earlier one (ties do not).
+    let stop = (1..scores.len())
+        .find(|&e| scores[..e].iter().any(|s| *s >= scores[e]))
+        .map_or(scores.len(), |e| e + 1);
+    // The epoch kept: the best so far, ties to the later one.
+    let best = (0..stop)
+        .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
+        .unwrap();
+    assert!(stop < scores.len(), "no epoch stalled: {scores:?}");
+    let stopped = run(&TrainConfig {
+        patience: Some(1),
+        ..full_config.clone()
+    })
+    .unwrap();
+    let got: Vec<f64> = stopped
+        .history
+        .iter()
+        .map(|m| m.val_accuracy.unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        scores[..stop],
+        "stopped after {} of {scores:?}",
+        got.len()
+    );
+    assert_eq!(stopped.epoch, Some(best));
+    for bad in [
+        TrainConfig {
+            patience: Some(1),
+            keep_best: false,
+            ..full_config.clone()
+        },
+        TrainConfig {
+            patience: Some(0),
+            ..full_config.clone()
+        },
+    ] {
+        assert!(run(&bad).is_err(), "{:?} {}", bad.patience, bad.keep_best);
+    }
+}
+
+#[test]
 fn a_checkpoint_from_another_recipe_is_refused() {
     let device = cpu();
     let train_set = bars(90, 5);

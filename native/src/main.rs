@@ -301,6 +301,10 @@ struct TrainArgs {
     /// rather than the last.
     #[arg(long)]
     keep_best: bool,
+    /// With --keep-best: stop once this many epochs in a row have not beaten the best
+    /// validation score.
+    #[arg(long, requires = "keep_best")]
+    patience: Option<usize>,
     #[command(flatten)]
     arch: ArchArgs,
     #[arg(long, default_value_t = 0)]
@@ -604,6 +608,7 @@ fn cmd_train(a: TrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> 
         val_pgd_steps: a.val_pgd_steps,
         val_pgd_samples: a.val_pgd_samples,
         keep_best: a.keep_best,
+        patience: a.patience,
         balance,
         ancra: a.ancra.then(|| Ancra {
             ra: a.ancra_only.as_deref() != Some("anc"),
@@ -675,6 +680,16 @@ fn cmd_train(a: TrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> 
                 }
             }
             TrainEvent::Checkpoint { .. } => {}
+            TrainEvent::Stopped { best_epoch } => {
+                if let Some(p) = &pb {
+                    p.suspend(|| {
+                        eprintln!(
+                            "no better validation score since epoch {}: stopping",
+                            best_epoch + 1
+                        )
+                    });
+                }
+            }
         },
     )?;
     if let Some(p) = &pb {

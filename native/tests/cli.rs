@@ -521,4 +521,19 @@ fn strided_pgd_at_with_robust_validation_keeps_the_best_epoch() {
     let info: serde_json::Value =
         serde_json::from_str(&ok(&["inspect", bundle.to_str().unwrap(), "--json"])).unwrap();
     assert_eq!(info["header"]["model"]["style"], "strided");
+    // Early stopping chooses on validation data, so it needs --keep-best.
+    let out = dir.path().join("p.rampart");
+    fails_with(
+        &[
+            "train",
+            "--dataset",
+            "mnist",
+            "--patience",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "--keep-best",
+    );
+    assert!(!out.exists());
 }
