@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Size of the browser build (after wasm-bindgen, no wasm-opt): raw and gzip -9 bytes.
+# Size of the browser build (after wasm-bindgen without the name section, no wasm-opt): raw
+# and gzip -9 bytes.
 source "$(dirname "$0")/../scripts/env.sh"
 cd "$ROOT"
 bash scripts/build-web.sh >/dev/null 2>&1
