@@ -3,6 +3,9 @@
 random start, model in eval mode for the attack), Adam, real MNIST batches.
 
     python3 bench/at_step_torch.py [--device cpu|cuda] [--steps 10] [--batch-size 128]
+    python3 bench/at_step_torch.py --arch preact-resnet18 --eps 0.031 --step-size 0.0078
+        (PreAct ResNet-18 on uniform random 3x32x32 images with random labels, like
+        `rampart bench-step --synthetic 3,32,32`; --resnet-width sets its first stage)
 """
 import argparse
 import gzip
@@ -15,31 +18,39 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from twins import Cnn
+from twins import Cnn, PreActResNet18
 
 p = argparse.ArgumentParser()
 p.add_argument("--device", default="cpu")
 p.add_argument("--steps", type=int, default=10)
 p.add_argument("--batch-size", type=int, default=128)
-p.add_argument("--arch", default="madry", choices=["madry", "strided"])
+p.add_argument("--arch", default="madry", choices=["madry", "strided", "preact-resnet18"])
+p.add_argument("--resnet-width", type=int, default=64)
+p.add_argument("--eps", type=float, default=0.3)
+p.add_argument("--step-size", type=float, default=0.01)
 p.add_argument("--conv", default=None)
 p.add_argument("--hidden", type=int, default=None)
 p.add_argument("--warmup", type=int, default=3)
 p.add_argument("--iters", type=int, default=10)
 a = p.parse_args()
 
-data = pathlib.Path(os.environ.get("RAMPART_DATA", pathlib.Path(__file__).parent / "../../shared/data"))
-with gzip.open(data / "mnist/train-images-idx3-ubyte.gz") as f:
-    images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28).astype(np.float32) / 255
-with gzip.open(data / "mnist/train-labels-idx1-ubyte.gz") as f:
-    labels = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.int64)
-
 dev = torch.device(a.device)
-c1, c2 = map(int, (a.conv or {"madry": "32,64", "strided": "16,32"}[a.arch]).split(","))
-hidden = a.hidden or {"madry": 1024, "strided": 100}[a.arch]
-model = Cnn(conv_channels=(c1, c2), hidden=hidden, style=a.arch).to(dev)
+rng = np.random.default_rng(0)
+if a.arch == "preact-resnet18":
+    images = rng.random((a.batch_size * 4, 3, 32, 32), dtype=np.float32)
+    labels = rng.integers(0, 10, len(images)).astype(np.int64)
+    model = PreActResNet18(base_width=a.resnet_width).to(dev)
+else:
+    data = pathlib.Path(os.environ.get("RAMPART_DATA", pathlib.Path(__file__).parent / "../../shared/data"))
+    with gzip.open(data / "mnist/train-images-idx3-ubyte.gz") as f:
+        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28).astype(np.float32) / 255
+    with gzip.open(data / "mnist/train-labels-idx1-ubyte.gz") as f:
+        labels = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.int64)
+    c1, c2 = map(int, (a.conv or {"madry": "32,64", "strided": "16,32"}[a.arch]).split(","))
+    hidden = a.hidden or {"madry": 1024, "strided": 100}[a.arch]
+    model = Cnn(conv_channels=(c1, c2), hidden=hidden, style=a.arch).to(dev)
 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-eps, alpha = 0.3, 0.01
+eps, alpha = a.eps, a.step_size
 
 
 def pgd(x, y):
@@ -59,7 +70,6 @@ def pgd(x, y):
 
 
 times = []
-rng = np.random.default_rng(0)
 for i in range(a.warmup + a.iters):
     idx = rng.choice(len(labels), a.batch_size, replace=False)
     x = torch.from_numpy(images[idx]).to(dev)
