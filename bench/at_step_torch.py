@@ -39,7 +39,8 @@ rng = np.random.default_rng(0)
 if a.arch == "preact-resnet18":
     images = rng.random((a.batch_size * 4, 3, 32, 32), dtype=np.float32)
     labels = rng.integers(0, 10, len(images)).astype(np.int64)
-    model = PreActResNet18(base_width=a.resnet_width).to(dev)
+    cifar = {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2471, 0.2435, 0.2616]}
+    model = PreActResNet18(base_width=a.resnet_width, normalization=cifar).to(dev)
 else:
     data = pathlib.Path(os.environ.get("RAMPART_DATA", pathlib.Path(__file__).parent / "../../shared/data"))
     with gzip.open(data / "mnist/train-images-idx3-ubyte.gz") as f:

@@ -6,6 +6,7 @@
 source "$(dirname "$0")/../scripts/env.sh"
 cd "$ROOT"
 cargo build --release -p rampart
+export RAMPART_BIN
 data="$(mktemp -d)"
 trap 'rm -rf "$data"' EXIT
 python3 bench/cifar_layout.py "$data"
@@ -15,5 +16,7 @@ for row in "plain --method pgd-at" "ancra --method trades --ancra"; do
   "$RAMPART_BIN" train --dataset cifar10 --data-dir "$data" --arch preact-resnet18 \
     --resnet-width 8 --eps 0.031 --steps 2 --epochs 1 --batch-size 50 --val-size 100 \
     --test-size 200 --out "$data/$name.rampart" --json ${row#* } > /dev/null
-  echo "$name: $(python3 bench/check_export.py "$data/$name.rampart" --data-dir "$data")"
+  # An assignment, so that a failed check stops the script.
+  result="$(python3 bench/check_export.py "$data/$name.rampart" --data-dir "$data")"
+  echo "$name: $result"
 done

@@ -12,6 +12,6 @@ full=(--batch-size 128 --warmup 1 --iters 2)
 small=(--resnet-width 8 --batch-size 16 --warmup 1 --iters 3)
 "$RAMPART_BIN" --device cpu bench-step "${common[@]}" "${full[@]}" --synthetic 3,32,32
 python3 bench/at_step_torch.py "${common[@]}" "${full[@]}"
-"$RAMPART_BIN" --device wgpu bench-step "${common[@]}" "${small[@]}" --synthetic 3,32,32 2>/dev/null
+"$RAMPART_BIN" --device wgpu bench-step "${common[@]}" "${small[@]}" --synthetic 3,32,32
 "$RAMPART_BIN" --device cpu bench-step "${common[@]}" "${small[@]}" --synthetic 3,32,32
 python3 bench/at_step_torch.py "${common[@]}" "${small[@]}"

@@ -1363,3 +1363,39 @@ fn initial_model(config: &ModelConfig, seed: u64, device: &Device) -> Result<Mod
         .try_load_record(record)
         .map_err(|e| Error::invalid("initial model", e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(scores: &[Option<f64>]) -> Vec<EpochMetrics> {
+        scores
+            .iter()
+            .enumerate()
+            .map(|(epoch, s)| EpochMetrics {
+                epoch,
+                lr: 1e-3,
+                train_loss: 0.0,
+                train_accuracy: 0.0,
+                val_accuracy: *s,
+                val_robust_accuracy: None,
+                seconds: 0.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stalled_counts_from_the_first_epoch_at_the_best_score() {
+        let s =
+            |v: &[f64], p| stalled(&history(&v.iter().map(|x| Some(*x)).collect::<Vec<_>>()), p);
+        assert_eq!(stalled(&history(&[]), 1), None);
+        assert_eq!(stalled(&history(&[None, None]), 1), None);
+        // A tie does not beat the best.
+        assert_eq!(s(&[0.5, 0.7, 0.7], 1), Some(1));
+        assert_eq!(s(&[0.5, 0.7, 0.7], 2), None);
+        // A rise that stays below the best does not reset the count.
+        assert_eq!(s(&[0.5, 0.7, 0.6, 0.65], 2), Some(1));
+        assert_eq!(s(&[0.5, 0.7, 0.6, 0.75], 2), None);
+        assert_eq!(s(&[0.9, 0.1, 0.2, 0.3], 3), Some(0));
+    }
+}

@@ -684,8 +684,9 @@ fn cmd_train(a: TrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> 
                 if let Some(p) = &pb {
                     p.suspend(|| {
                         eprintln!(
-                            "no better validation score since epoch {}: stopping",
-                            best_epoch + 1
+                            "stopping: no epoch has beaten epoch {}'s validation score for {} epochs",
+                            best_epoch + 1,
+                            config.patience.unwrap_or_default()
                         )
                     });
                 }
