@@ -7,20 +7,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${RAMPART_BIN:?set RAMPART_BIN to a release build of rampart}"
+torch_args=() rampart_args=() cpu_iters=(--warmup 2 --iters 5)
 if [ "${RESNET:-0}" = 1 ]; then
   data="${RAMPART_DATA:-.}" # synthetic images: no data read
+  torch_args=(--arch preact-resnet18 --eps 0.031 --step-size 0.0078)
+  rampart_args=("${torch_args[@]}" --synthetic 3,32,32)
+  cpu_iters=(--warmup 1 --iters 2) # seconds per step on a CPU
 else
   data="${RAMPART_DATA:?set RAMPART_DATA to a folder holding mnist/}"
 fi
 out="$(mktemp)"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 export CUBECL_AUTOTUNE_LEVEL="${CUBECL_AUTOTUNE_LEVEL:-balanced}"
-torch_args=() rampart_args=() cpu_iters=(--warmup 2 --iters 5)
-if [ "${RESNET:-0}" = 1 ]; then
-  torch_args=(--arch preact-resnet18 --eps 0.031 --step-size 0.0078)
-  rampart_args=("${torch_args[@]}" --synthetic 3,32,32)
-  cpu_iters=(--warmup 1 --iters 2) # seconds per step on a CPU
-fi
 python3 bench/at_step_torch.py "${torch_args[@]}" --device cuda --warmup 5 --iters 30 | tee -a "$out"
 "$bin" --data-dir "$data" --device wgpu bench-step "${rampart_args[@]}" --warmup 5 --iters 30 | tee -a "$out"
 # The same step again after the kernels are compiled and tuned, and PyTorch once more, so that

@@ -256,13 +256,13 @@ fn keep_best_returns_the_best_validation_epoch() {
 
 #[test]
 fn patience_stops_where_the_best_epoch_stops_improving() {
-    const LR: f64 = 0.1;
     let device = cpu();
     let train_set = bars(200, 8);
     let val = bars(80, 9);
+    // A learning rate high enough that validation scores stall.
     let full_config = TrainConfig {
         keep_best: true,
-        lr: LR,
+        lr: 0.1,
         ..recipe(Method::Standard, 8)
     };
     let run = |config: &TrainConfig| {
