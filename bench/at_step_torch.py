@@ -32,7 +32,12 @@ p.add_argument("--conv", default=None)
 p.add_argument("--hidden", type=int, default=None)
 p.add_argument("--warmup", type=int, default=3)
 p.add_argument("--iters", type=int, default=10)
+# cuDNN runs convolutions in TF32 on tensor cores by default; Rampart computes in full fp32, so
+# the comparison defaults to fp32 too, and --tf32 gives PyTorch's out-of-the-box figure.
+p.add_argument("--tf32", action="store_true")
 a = p.parse_args()
+torch.backends.cudnn.allow_tf32 = a.tf32
+torch.backends.cuda.matmul.allow_tf32 = a.tf32
 
 dev = torch.device(a.device)
 rng = np.random.default_rng(0)
@@ -89,4 +94,4 @@ for i in range(a.warmup + a.iters):
 times.sort()
 print(json.dumps({"framework": "pytorch " + torch.__version__, "device": a.device, "arch": a.arch, "threads": torch.get_num_threads(),
                   "batch_size": a.batch_size, "pgd_steps": a.steps, "median_ms": times[len(times) // 2],
-                  "mean_ms": sum(times) / len(times), "iters": a.iters}))
+                  "mean_ms": sum(times) / len(times), "iters": a.iters, "tf32": a.tf32}))
