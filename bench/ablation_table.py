@@ -23,7 +23,7 @@ print("|---|---|---|---|")
 for name, label in ROWS:
     f = Path(name if name.startswith("runs/") else f"runs/osha-cv-{name}.json")
     if not f.exists():
-        print(f"| {label} | (not run) | | |")
+        print(f"| {label} | (no result: see the text) | | |")
         continue
     r = json.loads(f.read_text())
     if "logit_adjust" in r:  # the first τ (0) is the reported one

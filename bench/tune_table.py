@@ -27,3 +27,17 @@ for name, label in ROWS:
     t = {x["tau"]: x for x in json.loads(f.read_text())["logit_adjust"]}
     cell = lambda tau: f"{100 * t[tau]['macro_f1']['mean']:.1f} ± {100 * t[tau]['macro_f1']['sd']:.1f}"
     print(f"| {label} | {cell(0)} | {cell(0.25)} | {cell(0.5)} | {cell(1)} | {100 * t[0]['accuracy']['mean']:.1f} |")
+
+# Per-class F1 of the default (ε 0.2, τ = 0), mean ± sample sd over the folds and repeats, in the
+# order of the class list in core/src/data/text.rs.
+CLASSES = ["falls", "contact", "exposure", "transportation", "fires", "overexertion", "violence"]
+f = Path("runs/osha-tune-eps0.2.json")
+if f.exists():
+    import statistics
+
+    runs = [r for r in json.loads(f.read_text())["runs"] if r["tau"] == 0]
+    cells = []
+    for i, name in enumerate(CLASSES):
+        v = [100 * r["per_class_f1"][i] for r in runs]
+        cells.append(f"{name} {statistics.mean(v):.1f} ± {statistics.stdev(v):.1f}")
+    print(f"\nPer class (RAT ε 0.2, τ = 0, {len(runs)} runs): " + ", ".join(cells))

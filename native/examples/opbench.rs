@@ -62,7 +62,8 @@ fn main() {
     let x1: Tensor<4> = Tensor::random([b, 1, 28, 28], Distribution::Default, &dev);
     let x2: Tensor<4> = Tensor::random([b, 32, 14, 14], Distribution::Default, &dev);
     let x3: Tensor<4> = Tensor::random([b, 32, 28, 28], Distribution::Default, &dev);
-    // Materialise the lazily initialised weights before freezing copies (see BURN.md).
+    // Materialise the lazily initialised weights before freezing copies: a copy taken earlier
+    // would initialise its own, different weights.
     let _ = (c1.forward(x1.clone()), c2.forward(x2.clone()));
     let (c1f, c2f) = (c1.clone().no_grad(), c2.clone().no_grad());
 
