@@ -5,7 +5,7 @@ source "$(dirname "$0")/../scripts/env.sh"
 cd "$ROOT"
 bash scripts/build-web.sh >/dev/null 2>&1
 wasm=www/pkg/rampart_web_bg.wasm
-cargo_wasm="$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/rampart_web.wasm"
+cargo_wasm="$CARGO_TARGET_DIR/wasm32-unknown-unknown/web/rampart_web.wasm"
 named="$(mktemp -d)"
 trap 'rm -rf "$named"' EXIT
 wasm-bindgen --target web --out-dir "$named" "$cargo_wasm"

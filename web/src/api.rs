@@ -33,8 +33,23 @@ export interface AttackResult {
 }
 "#;
 
+#[cfg(target_family = "wasm")]
+unsafe extern "C" {
+    /// Synthesised by the wasm linker: runs the static constructors (CubeCL registers its IR
+    /// through `inventory`).
+    fn __wasm_call_ctors();
+}
+
 #[wasm_bindgen(start)]
 pub fn start() {
+    // Called once here, explicitly: otherwise the linker assumes a one-shot "command" module and
+    // runs every constructor again at the top of *each* export, JS glue included — most of an
+    // attack call's time (bench/wasm_calls.mjs).
+    #[cfg(target_family = "wasm")]
+    // SAFETY: the first Rust code to run after instantiation; nothing has read the registries.
+    unsafe {
+        __wasm_call_ctors()
+    };
     console_error_panic_hook::set_once();
 }
 

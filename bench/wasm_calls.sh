@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Per-call latency of the browser build on its CPU backend, in Node: builds www/pkg and the
+# browser tests' tiny CNN, then runs bench/wasm_calls.mjs (prints JSON, medians in ms).
+source "$(dirname "$0")/../scripts/env.sh"
+cd "$ROOT"
+bash scripts/build-web.sh >/dev/null 2>&1
+cargo build --release -p rampart -q
+FIXTURES="$(mktemp -d)"; trap 'rm -rf "$FIXTURES"' EXIT
+bash scripts/browser-fixtures.sh "$FIXTURES"
+node bench/wasm_calls.mjs www/pkg "$FIXTURES/tiny.rampart" "$FIXTURES/samples.json"
