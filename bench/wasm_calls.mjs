@@ -1,10 +1,12 @@
 // Per-call latency of the browser build's CPU backend, in Node (no browser, no GPU): classify one
-// image, and PGD attacks of 1, 20 and 40 steps, each repeated; prints one JSON object (medians).
-//   node bench/wasm_calls.mjs PKG_DIR BUNDLE SAMPLES_JSON     (bench/wasm_calls.sh sets it up)
+// image, and PGD attacks of 1, 20 and 40 steps, each repeated; with a text bundle, also
+// classifyReport (MiniLM + head, compute-bound); prints one JSON object (medians, ms).
+//   node bench/wasm_calls.mjs PKG_DIR BUNDLE SAMPLES_JSON [TEXT_BUNDLE REPORTS_JSON MINILM_DIR]
+// (bench/wasm_calls.sh sets it up)
 import fs from "node:fs";
 import path from "node:path";
 
-const [pkg, bundle, samples] = process.argv.slice(2).map((p) => path.resolve(p));
+const [pkg, bundle, samples, textBundle, reports, minilm] = process.argv.slice(2).map((p) => path.resolve(p));
 const m = await import(path.join(pkg, "rampart_web.js"));
 m.initSync({ module: fs.readFileSync(path.join(pkg, "rampart_web_bg.wasm")) });
 await m.init({ backend: "cpu" });
@@ -26,5 +28,15 @@ for (let i = 0; i < 20; i++) await m.classify(img);
 const out = { classify_ms: await median(21, () => m.classify(img)) };
 for (const steps of [1, 20, 40]) {
   out[`pgd${steps}_ms`] = await median(7, () => m.attack({ pixels: img, method: "pgd", eps: 0.3, steps, seed: 1 }));
+}
+if (textBundle) {
+  const bytes = (f) => new Uint8Array(fs.readFileSync(f));
+  await m.loadTextModel({
+    bundle: bytes(textBundle), config: bytes(path.join(minilm, "config.json")),
+    weights: bytes(path.join(minilm, "model.safetensors")), tokenizer: bytes(path.join(minilm, "tokenizer.json")),
+  });
+  const text = JSON.parse(fs.readFileSync(reports))[0].text;
+  for (let i = 0; i < 3; i++) await m.classifyReport(text);
+  out.classify_report_ms = await median(7, () => m.classifyReport(text));
 }
 console.log(JSON.stringify(out));
