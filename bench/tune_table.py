@@ -1,6 +1,7 @@
 """Prints the OSHA tuning table (Markdown) from runs/osha-tune-*.json (bench/osha_tune.sh):
 macro-F1 mean ± sd over 5 folds × 2 repeats at several logit-adjustment strengths τ."""
 import json
+import statistics
 from pathlib import Path
 
 ROWS = [
@@ -33,8 +34,6 @@ for name, label in ROWS:
 CLASSES = ["falls", "contact", "exposure", "transportation", "fires", "overexertion", "violence"]
 f = Path("runs/osha-tune-eps0.2.json")
 if f.exists():
-    import statistics
-
     runs = [r for r in json.loads(f.read_text())["runs"] if r["tau"] == 0]
     cells = []
     for i, name in enumerate(CLASSES):

@@ -22,13 +22,12 @@ async function median(n, f) {
   }
   return t.sort((a, b) => a - b)[n >> 1];
 }
+const pgd = (steps) => m.attack({ pixels: img, method: "pgd", eps: 0.3, steps, seed: 1 });
 // Warm-up: V8 runs wasm on its baseline compiler first and optimises hot functions later.
-for (let i = 0; i < 10; i++) await m.attack({ pixels: img, method: "pgd", eps: 0.3, steps: 20, seed: 1 });
+for (let i = 0; i < 10; i++) await pgd(20);
 for (let i = 0; i < 20; i++) await m.classify(img);
 const out = { classify_ms: await median(21, () => m.classify(img)) };
-for (const steps of [1, 20, 40]) {
-  out[`pgd${steps}_ms`] = await median(7, () => m.attack({ pixels: img, method: "pgd", eps: 0.3, steps, seed: 1 }));
-}
+for (const steps of [1, 20, 40]) out[`pgd${steps}_ms`] = await median(7, () => pgd(steps));
 if (textBundle) {
   const bytes = (f) => new Uint8Array(fs.readFileSync(f));
   await m.loadTextModel({

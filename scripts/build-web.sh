@@ -11,6 +11,6 @@ if grep -q 'command_export' "$wasm"; then
   echo "error: $wasm reruns its static constructors on every export call" >&2
   exit 1
 fi
-# The name section only symbolises stack traces (8.7 of 32.6 MB, bench/wasm_size.sh); panics still print their
-# message through the panic hook.
+# The name section only symbolises stack traces (8.7 of 32.6 MB, bench/wasm_size.sh); panics
+# still print their message through the panic hook.
 wasm-bindgen --target web --remove-name-section --remove-producers-section --out-dir www/pkg "$wasm"
