@@ -11,6 +11,7 @@ pub mod encoder;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod kernels;
 pub mod loss;
 pub mod model;
 pub mod text;

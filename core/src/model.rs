@@ -11,6 +11,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::kernels::{conv2d, relu_max_pool2x2};
 
 mod resnet;
 pub use resnet::{PreActResNet, ResNetConfig};
@@ -242,8 +243,8 @@ impl Cnn {
         let x = self.normalization.apply(x);
         let x = match self.style {
             CnnStyle::Madry => {
-                let x = self.pool.forward(relu(self.conv1.forward(x)));
-                self.pool.forward(relu(self.conv2.forward(x)))
+                let x = relu_max_pool2x2(conv2d(&self.conv1, x));
+                relu_max_pool2x2(conv2d(&self.conv2, x))
             }
             CnnStyle::Strided => relu(self.conv2.forward(relu(self.conv1.forward(x)))),
         };

@@ -9,6 +9,7 @@ use burn::nn::conv::Conv2dConfig;
 use burn::nn::pool::MaxPool2dConfig;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Tensor, s};
+use rampart_core::kernels::{conv2d, relu_max_pool2x2};
 use std::time::Instant;
 
 fn time<F: FnMut()>(name: &str, mut f: F) {
@@ -78,6 +79,25 @@ fn main() {
     time("conv2 forward + weight grad", || {
         let g = c2.forward(x2.clone()).sum().backward();
         let _ = c2.weight.val().grad(&g).unwrap().into_data();
+    });
+    time("host conv1 forward", || {
+        drop(conv2d(&c1, x1.clone()).into_data())
+    });
+    time("host conv2 forward", || {
+        drop(conv2d(&c2, x2.clone()).into_data())
+    });
+    time("host conv1 forward + input grad", || {
+        input_grad(&x1, |x| conv2d(&c1f, x))
+    });
+    time("host conv2 forward + input grad", || {
+        input_grad(&x2, |x| conv2d(&c2f, x))
+    });
+    time("host conv2 forward + weight grad", || {
+        let g = conv2d(&c2, x2.clone()).sum().backward();
+        let _ = c2.weight.val().grad(&g).unwrap().into_data();
+    });
+    time("host relu + max-pool forward + grad", || {
+        input_grad(&x3, relu_max_pool2x2)
     });
     time("max-pool forward (flex)", || {
         drop(pool.forward(x3.clone()).into_data())

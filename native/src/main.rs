@@ -1285,7 +1285,9 @@ fn cmd_bench_step(a: BenchStepArgs, device: DeviceChoice, data_dir: &Path) -> Re
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     println!(
         "{}",
-        serde_json::json!({"framework": "rampart", "device": format!("{device:?}").to_lowercase(), "arch": model_config.arch_label(), "batch_size": a.batch_size,
+        serde_json::json!({"framework": "rampart", "device": format!("{device:?}").to_lowercase(),
+            "kernels": if rampart_core::kernels::serves(&dev) { "rampart" } else { "burn" },
+            "arch": model_config.arch_label(), "batch_size": a.batch_size,
             "pgd_steps": a.steps, "median_ms": median, "mean_ms": mean, "iters": a.iters})
     );
     Ok(())

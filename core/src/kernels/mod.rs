@@ -1,0 +1,379 @@
+//! Host kernels for the CPU backend (Burn's flex), where its generic operations leave most of
+//! an adversarial-training step's time (docs/BENCHMARKS.md): stride-1 convolutions and a fused
+//! ReLU + 2×2 max-pooling.
+//!
+//! They plug into Burn through its backend-extension mechanism: an extension trait implemented
+//! for `Flex` (the kernel) and for `Autodiff<Flex>` (the kernel plus its backward pass). The
+//! public functions below route a tensor to them only when it lives on the flex device; every
+//! other device (wgpu, WebGPU) gets the same computation from Burn's own operations, so results
+//! agree across devices.
+
+mod conv;
+mod pool;
+
+pub use conv::ConvShape;
+
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::ops::{ActivationOps, ModuleOps};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, DispatchDevice, Flex, backend_extension};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Bytes, DType, Device, Shape, Tensor};
+
+#[backend_extension(Flex, Autodiff)]
+pub trait HostKernels: Backend {
+    /// `max_pool2d(relu(x))`, 2×2 window, stride 2, on `[N, C, H, W]`.
+    fn relu_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// A stride-1, dilation-1, single-group 2-D convolution with a bias and symmetric
+    /// `padding` (`[rows, columns]`), as [`burn::tensor::module::conv2d`] computes it.
+    fn conv2d_stride1(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        padding: [usize; 2],
+    ) -> FloatTensor<Self>;
+}
+
+/// Whether the host kernels serve this device. `RAMPART_KERNELS=burn` turns them off, so that
+/// a benchmark can time Burn's own operations in the same build.
+pub fn serves(device: &Device) -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let enabled =
+        *ENABLED.get_or_init(|| std::env::var("RAMPART_KERNELS").as_deref() != Ok("burn"));
+    enabled && is_flex(device)
+}
+
+fn is_flex(device: &Device) -> bool {
+    match device.as_dispatch() {
+        DispatchDevice::Flex(_) => true,
+        DispatchDevice::Autodiff(inner) => matches!(**inner, DispatchDevice::Flex(_)),
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
+}
+
+/// `max_pool2d(relu(x))` with a 2×2 window and stride 2 (the Madry CNN's pooling stage).
+pub fn relu_max_pool2x2(x: Tensor<4>) -> Tensor<4> {
+    if serves(&x.device()) {
+        Tensor::from_dispatch(<Dispatch as HostKernels>::relu_max_pool2x2(
+            x.into_dispatch(),
+        ))
+    } else {
+        relu_max_pool2x2_burn(x)
+    }
+}
+
+/// `conv.forward(x)`; a stride-1, single-group convolution with a bias and symmetric explicit
+/// padding runs on the host kernel on the CPU backend.
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    match (&conv.bias, conv_padding(conv)) {
+        (Some(bias), Some(padding)) if serves(&x.device()) => {
+            Tensor::from_dispatch(<Dispatch as HostKernels>::conv2d_stride1(
+                x.into_dispatch(),
+                conv.weight.val().into_dispatch(),
+                bias.val().into_dispatch(),
+                padding,
+            ))
+        }
+        _ => conv.forward(x),
+    }
+}
+
+/// The padding of a convolution the host kernel computes, `None` for any other.
+fn conv_padding(conv: &Conv2d) -> Option<[usize; 2]> {
+    let [kh, kw] = conv.kernel_size;
+    match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right)
+            if conv.stride == [1, 1]
+                && conv.dilation == [1, 1]
+                && conv.groups == 1
+                && top == bottom
+                && left == right
+                && top < kh
+                && left < kw =>
+        {
+            Some([top, left])
+        }
+        _ => None,
+    }
+}
+
+/// The same with Burn's operations: the reference the kernel is tested against.
+pub fn relu_max_pool2x2_burn(x: Tensor<4>) -> Tensor<4> {
+    burn::tensor::module::max_pool2d(
+        burn::tensor::activation::relu(x),
+        burn::tensor::ops::MaxPoolOptions::new([2, 2]).with_stride([2, 2]),
+    )
+}
+
+/// A contiguous f32 view of a flex tensor, `None` for any other dtype.
+fn f32_view(x: &FlexTensor) -> Option<&[f32]> {
+    if x.dtype() != DType::F32 {
+        return None;
+    }
+    let (start, end) = x.layout().contiguous_offsets()?;
+    Some(&x.storage::<f32>()[start..end])
+}
+
+fn flex_f32(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(Shape::from(shape)),
+        DType::F32,
+    )
+}
+
+fn dims4(x: &FlexTensor) -> [usize; 4] {
+    let s = x.layout().shape();
+    [s[0], s[1], s[2], s[3]]
+}
+
+impl HostKernels for Flex {
+    fn relu_max_pool2x2(x: FlexTensor) -> FlexTensor {
+        let x = x.to_contiguous();
+        let [n, c, h, w] = dims4(&x);
+        match f32_view(&x) {
+            Some(v) => flex_f32(pool::forward(v, n * c, h, w), vec![n, c, h / 2, w / 2]),
+            None => Flex::max_pool2d(Flex::relu(x), [2, 2], [2, 2], [0, 0], [1, 1], false),
+        }
+    }
+
+    fn conv2d_stride1(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        padding: [usize; 2],
+    ) -> FlexTensor {
+        let (x, weight, bias) = (
+            x.to_contiguous(),
+            weight.to_contiguous(),
+            bias.to_contiguous(),
+        );
+        let shape = conv_shape(&x, &weight, padding);
+        match (shape, f32_view(&x), f32_view(&weight), f32_view(&bias)) {
+            (Some(s), Some(xv), Some(wv), Some(bv)) if bv.len() == s.c_out => flex_f32(
+                conv::forward(xv, wv, Some(bv), &s),
+                vec![s.n, s.c_out, s.out_h(), s.out_w()],
+            ),
+            _ => Flex::conv2d(x, weight, Some(bias), conv_options(padding)),
+        }
+    }
+}
+
+/// The gradients of [`HostKernels::conv2d_stride1`] that `wanted` asks for: input, weights, bias.
+fn conv2d_stride1_backward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: FlexTensor,
+    grad: FlexTensor,
+    padding: [usize; 2],
+    wanted: [bool; 3],
+) -> [Option<FlexTensor>; 3] {
+    let (x, weight, grad) = (
+        x.to_contiguous(),
+        weight.to_contiguous(),
+        grad.to_contiguous(),
+    );
+    let shape = conv_shape(&x, &weight, padding);
+    if let (Some(s), Some(xv), Some(wv), Some(gv)) =
+        (shape, f32_view(&x), f32_view(&weight), f32_view(&grad))
+    {
+        let dx =
+            wanted[0].then(|| flex_f32(conv::input_grad(gv, wv, &s), vec![s.n, s.c_in, s.h, s.w]));
+        let (dw, db) = if wanted[1] || wanted[2] {
+            let (dw, db) = conv::weight_grad(xv, gv, &s);
+            (
+                wanted[1].then(|| flex_f32(dw, vec![s.c_out, s.c_in, s.kh, s.kw])),
+                wanted[2].then(|| flex_f32(db, vec![s.c_out])),
+            )
+        } else {
+            (None, None)
+        };
+        return [dx, dw, db];
+    }
+    // Other dtypes: Burn's own gradients.
+    let options = conv_options(padding);
+    [
+        wanted[0].then(|| {
+            Flex::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone())
+        }),
+        wanted[1].then(|| {
+            Flex::conv2d_weight_backward(x.clone(), weight.clone(), grad.clone(), options.clone())
+        }),
+        wanted[2].then(|| Flex::conv2d_bias_backward(x.clone(), bias, grad.clone())),
+    ]
+}
+
+/// The shape of `conv2d_stride1(x, weight, _, padding)`, `None` where the kernel does not apply.
+fn conv_shape(x: &FlexTensor, weight: &FlexTensor, padding: [usize; 2]) -> Option<ConvShape> {
+    let [n, c_in, h, w] = dims4(x);
+    let [c_out, wc_in, kh, kw] = dims4(weight);
+    let s = ConvShape {
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        kh,
+        kw,
+        ph: padding[0],
+        pw: padding[1],
+    };
+    (wc_in == c_in && s.supported()).then_some(s)
+}
+
+fn conv_options(padding: [usize; 2]) -> ConvOptions<2> {
+    ConvOptions::new([1, 1], padding, [1, 1], 1)
+}
+
+/// The gradient of [`HostKernels::relu_max_pool2x2`] with respect to its input.
+fn relu_max_pool2x2_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
+    let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
+    let [n, c, h, w] = dims4(&x);
+    match (f32_view(&x), f32_view(&grad)) {
+        (Some(xv), Some(gv)) => flex_f32(pool::backward(xv, gv, n * c, h, w), vec![n, c, h, w]),
+        _ => {
+            // Other dtypes: Burn's own gradients of the two operations.
+            let out = Flex::max_pool2d_with_indices(
+                Flex::relu(x.clone()),
+                [2, 2],
+                [2, 2],
+                [0, 0],
+                [1, 1],
+                false,
+                burn::tensor::IntDType::I64,
+            );
+            let g = Flex::max_pool2d_with_indices_backward(
+                Flex::relu(x.clone()),
+                [2, 2],
+                [2, 2],
+                [0, 0],
+                [1, 1],
+                false,
+                grad,
+                out.indices,
+            )
+            .x_grad;
+            Flex::relu_backward(Flex::relu(x), g)
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ReluMaxPoolBackward;
+
+impl Backward<Flex, 1> for ReluMaxPoolBackward {
+    type State = NodeId;
+
+    fn backward(self, ops: Ops<NodeId, 1>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let x: FlexTensor = checkpointer.retrieve_node_output(ops.state);
+        if let Some(node) = parent {
+            grads.register::<Flex>(node.id, relu_max_pool2x2_backward(x, grad));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Conv2dBackward;
+
+impl Backward<Flex, 3> for Conv2dBackward {
+    type State = (NodeId, NodeId, NodeId, [usize; 2]);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (x, weight, bias, padding) = ops.state;
+        let x: FlexTensor = checkpointer.retrieve_node_output(x);
+        let weight: FlexTensor = checkpointer.retrieve_node_output(weight);
+        let bias: FlexTensor = checkpointer.retrieve_node_output(bias);
+        let wanted = ops.parents.each_ref().map(Option::is_some);
+        let out = conv2d_stride1_backward(x, weight, bias, grad, padding, wanted);
+        for (parent, g) in ops.parents.into_iter().zip(out) {
+            if let (Some(node), Some(g)) = (parent, g) {
+                grads.register::<Flex>(node.id, g);
+            }
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> HostKernels for Autodiff<Flex, C> {
+    fn conv2d_stride1(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        match Conv2dBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = (
+                    prep.checkpoint(&x),
+                    prep.checkpoint(&weight),
+                    prep.checkpoint(&bias),
+                    padding,
+                );
+                let out = Flex::conv2d_stride1(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    bias.into_primitive(),
+                    padding,
+                );
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::conv2d_stride1(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                padding,
+            )),
+        }
+    }
+
+    fn relu_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match ReluMaxPoolBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = prep.checkpoint(&x);
+                prep.finish(state, Flex::relu_max_pool2x2(x.into_primitive()))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::relu_max_pool2x2(x.into_primitive())),
+        }
+    }
+}
+
+/// Runs `f(i, chunk)` on each `len`-sized chunk of `out`, in parallel where threads exist.
+fn par_chunks_mut<F>(out: &mut [f32], len: usize, f: F)
+where
+    F: Fn(usize, &mut [f32]) + Send + Sync,
+{
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(i, chunk)| f(i, chunk));
+    }
+    #[cfg(target_arch = "wasm32")]
+    out.chunks_mut(len)
+        .enumerate()
+        .for_each(|(i, chunk)| f(i, chunk));
+}

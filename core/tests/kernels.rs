@@ -1,0 +1,143 @@
+//! The CPU host kernels against Burn's own operations on the same device: forward values and
+//! every gradient, on shapes that reach each code path (one input channel and many, square and
+//! oblong kernels, odd image sizes, batches over the weight-gradient chunk), ties and all-negative
+//! pooling windows; plus a batch equals its items one by one.
+
+mod common;
+
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::tensor::{Device, Tensor, TensorData};
+use common::pixels;
+use rampart_core::kernels::{conv2d, relu_max_pool2x2, relu_max_pool2x2_burn};
+
+fn ad() -> Device {
+    Device::flex().autodiff()
+}
+
+/// Values in [-1, 1) of the given shape.
+fn signed(shape: [usize; 4], seed: u64, device: &Device) -> Tensor<4> {
+    let n = shape.iter().product();
+    let v: Vec<f32> = pixels(n, seed).into_iter().map(|p| 2.0 * p - 1.0).collect();
+    Tensor::from_data(TensorData::new(v, shape), device)
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap()
+}
+
+/// Largest |a - b| / (1 + |b|).
+fn max_rel(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+        .fold(0.0, f32::max)
+}
+
+/// `f(x)` and the gradient of `sum(f(x) · r)` with respect to `x`, for a fixed random `r`.
+fn value_and_grad(x: &Tensor<4>, f: impl Fn(Tensor<4>) -> Tensor<4>) -> (Vec<f32>, Vec<f32>) {
+    let x = x.clone().require_grad();
+    let y = f(x.clone());
+    let r = signed(y.dims(), 99, &y.device());
+    let grads = (y.clone() * r).sum().backward();
+    (values(y), values(x.grad(&grads).unwrap()))
+}
+
+#[test]
+fn fused_relu_pool_equals_burn_bit_for_bit() {
+    for (shape, seed) in [([3, 4, 8, 8], 1), ([2, 3, 7, 9], 2), ([1, 1, 2, 2], 3)] {
+        // Values on a coarse grid: many ties, zeros and all-negative windows.
+        let x = signed(shape, seed, &ad()).mul_scalar(3.0).round();
+        let (y, g) = value_and_grad(&x, relu_max_pool2x2);
+        let (y_ref, g_ref) = value_and_grad(&x, relu_max_pool2x2_burn);
+        assert_eq!(y, y_ref, "forward, {shape:?}");
+        assert_eq!(g, g_ref, "gradient, {shape:?}");
+        assert!(g.iter().any(|&v| v != 0.0) && g.contains(&0.0));
+    }
+}
+
+#[test]
+fn fused_relu_pool_propagates_nan() {
+    let x = Tensor::<4>::from_data(
+        TensorData::new(vec![-1.0, f32::NAN, -2.0, -3.0], [1, 1, 2, 2]),
+        &Device::flex(),
+    );
+    assert!(values(relu_max_pool2x2(x.clone()))[0].is_nan());
+    assert!(values(relu_max_pool2x2_burn(x))[0].is_nan());
+}
+
+fn conv(c_in: usize, c_out: usize, k: [usize; 2], pad: [usize; 2], device: &Device) -> Conv2d {
+    Conv2dConfig::new([c_in, c_out], k)
+        .with_padding(PaddingConfig2d::Explicit(pad[0], pad[1], pad[0], pad[1]))
+        .init(device)
+}
+
+/// (input shape, output channels, kernel, padding): one input channel (col2im input gradient)
+/// and many (transposed convolution), the Madry CNN's 5×5 "same" convolutions, 3×3 with and
+/// without padding, an oblong kernel, odd sizes, and 9 images (two weight-gradient chunks).
+type Case = ([usize; 4], usize, [usize; 2], [usize; 2]);
+
+const CASES: [Case; 6] = [
+    ([3, 1, 12, 12], 4, [5, 5], [2, 2]),
+    ([2, 8, 7, 7], 6, [5, 5], [2, 2]),
+    ([9, 3, 6, 5], 5, [3, 3], [1, 1]),
+    ([2, 10, 6, 7], 3, [3, 3], [0, 0]),
+    ([2, 9, 5, 8], 4, [3, 5], [1, 2]),
+    ([1, 2, 3, 3], 2, [2, 2], [1, 1]),
+];
+
+#[test]
+fn convolution_and_its_gradients_match_burn() {
+    // f32 sums in another order: relative differences of a few ulps times the sum's length.
+    let tol = 1e-5;
+    for (i, (shape, c_out, k, pad)) in CASES.into_iter().enumerate() {
+        let device = ad();
+        let layer = conv(shape[1], c_out, k, pad, &device);
+        let x = signed(shape, i as u64 + 10, &device);
+        let (y, gx) = value_and_grad(&x, |x| conv2d(&layer, x));
+        let (y_ref, gx_ref) = value_and_grad(&x, |x| layer.forward(x));
+        assert!(max_rel(&y, &y_ref) < tol, "forward, case {i}");
+        assert!(max_rel(&gx, &gx_ref) < tol, "input gradient, case {i}");
+
+        let weight_grads = |f: &dyn Fn(Tensor<4>) -> Tensor<4>| {
+            let y = f(x.clone());
+            let r = signed(y.dims(), 7, &device);
+            let grads = (y * r).sum().backward();
+            let w = values(layer.weight.val().grad(&grads).unwrap());
+            let b = values(layer.bias.as_ref().unwrap().val().grad(&grads).unwrap());
+            (w, b)
+        };
+        let (gw, gb) = weight_grads(&|x| conv2d(&layer, x));
+        let (gw_ref, gb_ref) = weight_grads(&|x| layer.forward(x));
+        assert!(max_rel(&gw, &gw_ref) < tol, "weight gradient, case {i}");
+        assert!(max_rel(&gb, &gb_ref) < tol, "bias gradient, case {i}");
+    }
+}
+
+#[test]
+fn convolution_of_a_batch_equals_its_items_one_by_one() {
+    let device = Device::flex();
+    let layer = conv(3, 4, [5, 5], [2, 2], &device);
+    let x = signed([5, 3, 9, 9], 21, &device);
+    let batch = values(conv2d(&layer, x.clone()));
+    let per_item = values(Tensor::cat(
+        (0..5)
+            .map(|i| conv2d(&layer, x.clone().narrow(0, i, 1)))
+            .collect(),
+        0,
+    ));
+    assert_eq!(batch, per_item);
+}
+
+#[test]
+fn other_convolutions_fall_back_to_burn() {
+    // Stride 2 is not the host kernel's: the result must be Burn's, exactly.
+    let device = Device::flex();
+    let layer = Conv2dConfig::new([2, 3], [4, 4])
+        .with_stride([2, 2])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(&device);
+    let x = signed([2, 2, 8, 8], 5, &device);
+    assert_eq!(values(conv2d(&layer, x.clone())), values(layer.forward(x)));
+}
