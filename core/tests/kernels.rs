@@ -73,9 +73,9 @@ fn conv(c_in: usize, c_out: usize, k: [usize; 2], pad: [usize; 2], device: &Devi
         .init(device)
 }
 
-/// (input shape, output channels, kernel, padding): one input channel (col2im input gradient)
-/// and many (transposed convolution), the Madry CNN's 5×5 "same" convolutions, 3×3 with and
-/// without padding, an oblong kernel, odd sizes, and 9 images (two weight-gradient chunks).
+/// (input shape, output channels, kernel, padding): one input channel and many, the Madry CNN's
+/// 5×5 "same" convolutions, 3×3 with and without padding, an oblong kernel, odd sizes, and 9
+/// images (two weight-gradient chunks).
 type Case = ([usize; 4], usize, [usize; 2], [usize; 2]);
 
 const CASES: [Case; 6] = [

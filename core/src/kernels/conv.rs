@@ -2,16 +2,15 @@
 //! patches unrolled (im2col, `[C_in·k_h·k_w, H_out·W_out]`, in a per-thread scratch buffer that
 //! stays in cache and is never reallocated) times the weights `[C_out, C_in·k_h·k_w]`, written
 //! straight into the NCHW output. Burn's flex backend instead transposes to NHWC, allocates an
-//! im2col tile and a result buffer per image and scatters the result back, and computes the
-//! input gradient as a transposed convolution with a col2im scatter; here the input gradient
-//! of a stride-1 convolution is itself a stride-1 convolution (of the output gradient with the
-//! flipped, transposed kernel), so it reuses the forward kernel.
+//! im2col tile and a result buffer per image and scatters the result back. The input gradient
+//! is the transposed product per image, scattered back (col2im), and the weight gradient the
+//! product of the output gradient with the unrolled input.
 //!
 //! Every sum runs in a fixed order whatever the thread count, so results are reproducible.
 
 use std::cell::RefCell;
 
-use super::par_chunks_mut;
+use super::{par_chunks_mut, simd};
 
 /// A stride-1, dilation-1, single-group convolution of `n` images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +41,7 @@ impl ConvShape {
     }
 
     /// Whether the kernels handle it: the output is at least one pixel, and the padding is
-    /// smaller than the kernel (so that the input gradient is again a padded convolution).
+    /// smaller than the kernel (no output row or column made of padding alone).
     pub fn supported(&self) -> bool {
         self.kh > 0
             && self.kw > 0
@@ -50,21 +49,6 @@ impl ConvShape {
             && self.pw < self.kw
             && self.h + 2 * self.ph >= self.kh
             && self.w + 2 * self.pw >= self.kw
-    }
-
-    /// The convolution whose output is this one's input gradient.
-    fn transposed(&self) -> ConvShape {
-        ConvShape {
-            n: self.n,
-            c_in: self.c_out,
-            h: self.out_h(),
-            w: self.out_w(),
-            c_out: self.c_in,
-            kh: self.kh,
-            kw: self.kw,
-            ph: self.kh - 1 - self.ph,
-            pw: self.kw - 1 - self.pw,
-        }
     }
 }
 
@@ -153,6 +137,7 @@ fn im2col_len(s: &ConvShape) -> usize {
 /// so that every output row is one contiguous run of the padded plane; runs are copied in
 /// fixed blocks of [`BLOCK`] values (no call per run, no bounds logic), each block's overshoot
 /// landing where a later block writes, or in the slack.
+#[inline(always)]
 fn im2col<'a>(x: &[f32], s: &ConvShape, scratch: &'a mut [f32]) -> &'a [f32] {
     let (oh, ow) = (s.out_h(), s.out_w());
     let (hp, wp) = (s.h + 2 * s.ph, s.w + 2 * s.pw);
@@ -204,7 +189,10 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -
         }
         let xi = &x[i * s.c_in * s.h * s.w..(i + 1) * s.c_in * s.h * s.w];
         with_scratch(im2col_len(s), |scratch| {
-            let cols = im2col(xi, s, scratch);
+            let cols = simd(
+                #[inline(always)]
+                || im2col(xi, s, scratch),
+            );
             matmul(
                 (s.c_out, p, k),
                 y,
@@ -220,25 +208,13 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -
     out
 }
 
-/// Input channels below which [`input_grad`] takes the col2im route: with one or a few input
-/// channels the transposed convolution's product has as few rows, a matrix-vector product,
-/// which runs several times slower (conv1 of the Madry CNN, batch 128: about 23 ms against 6 ms).
-/// From 8 channels both routes measured the same within noise; the transposed one needs no
-/// scatter.
-const COL2IM_BELOW: usize = 8;
-
-/// The gradient with respect to the input, given the output's gradient `grad`.
+/// The gradient with respect to the input, given the output's gradient `grad`: per image
+/// `Wᵀ · grad` (`[C_in·k_h·k_w × C_out] · [C_out × H_out·W_out]`), its columns added back onto
+/// the input pixels they came from (col2im). (The other route, the stride-1 convolution of
+/// `grad` with the flipped, transposed kernel, needs an unrolled copy of `grad` twice this size
+/// and measured slower: 43–61 ms against 40–44 ms for conv2 of the Madry CNN with its forward
+/// pass, batch 128; with one input channel it is a matrix-vector product, 23 ms against 6 ms.)
 pub fn input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
-    if s.c_in < COL2IM_BELOW {
-        input_grad_col2im(grad, weight, s)
-    } else {
-        input_grad_transposed(grad, weight, s)
-    }
-}
-
-/// The input gradient as `Wᵀ · grad` per image, its columns added back onto the input's
-/// pixels (col2im): the matrix product is `[C_in·k_h·k_w × C_out] · [C_out × H_out·W_out]`.
-fn input_grad_col2im(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
     let (k, p) = (s.patch_len(), s.out_h() * s.out_w());
     let mut dx = vec![0.0f32; s.n * s.c_in * s.h * s.w];
     if dx.is_empty() {
@@ -248,13 +224,17 @@ fn input_grad_col2im(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
         let gi = &grad[i * s.c_out * p..(i + 1) * s.c_out * p];
         with_scratch(k * p, |cols| {
             matmul((k, p, s.c_out), cols, p, false, weight, (1, k), gi, (p, 1));
-            col2im(cols, s, dxi);
+            simd(
+                #[inline(always)]
+                || col2im(cols, s, dxi),
+            );
         });
     });
     dx
 }
 
 /// Adds each row of `cols` (see [`im2col`]) back onto the input pixels it was read from.
+#[inline(always)]
 fn col2im(cols: &[f32], s: &ConvShape, dx: &mut [f32]) {
     let (oh, ow) = (s.out_h(), s.out_w());
     let p = oh * ow;
@@ -283,25 +263,6 @@ fn col2im(cols: &[f32], s: &ConvShape, dx: &mut [f32]) {
     }
 }
 
-/// The input gradient as the stride-1 convolution of `grad` with the flipped, transposed
-/// kernel (`[C_in × C_out·k_h·k_w] · [C_out·k_h·k_w × H·W]` per image).
-fn input_grad_transposed(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
-    // Kernel of the transposed convolution: [c_in, c_out, kh, kw], spatially flipped.
-    let (kh, kw) = (s.kh, s.kw);
-    let mut flipped = vec![0.0f32; weight.len()];
-    for co in 0..s.c_out {
-        for ci in 0..s.c_in {
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    flipped[((ci * s.c_out + co) * kh + kh - 1 - ky) * kw + kw - 1 - kx] =
-                        weight[((co * s.c_in + ci) * kh + ky) * kw + kx];
-                }
-            }
-        }
-    }
-    forward(grad, &flipped, None, &s.transposed())
-}
-
 /// Images per partial sum of the weight gradient. Fixed, so that the order of the float
 /// additions (and so the result) does not depend on the number of threads.
 const WEIGHT_GRAD_CHUNK: usize = 8;
@@ -324,7 +285,10 @@ pub fn weight_grad(x: &[f32], grad: &[f32], s: &ConvShape) -> (Vec<f32>, Vec<f32
             let xi = &x[i * s.c_in * s.h * s.w..(i + 1) * s.c_in * s.h * s.w];
             let gi = &grad[i * s.c_out * p..(i + 1) * s.c_out * p];
             with_scratch(im2col_len(s), |scratch| {
-                let cols = im2col(xi, s, scratch);
+                let cols = simd(
+                    #[inline(always)]
+                    || im2col(xi, s, scratch),
+                );
                 // dW[c_out × k] += grad_i[c_out × p] · cols[k × p]ᵀ
                 matmul((s.c_out, k, p), dw, k, true, gi, (p, 1), cols, (1, p));
             });

@@ -360,6 +360,13 @@ impl<C: CheckpointStrategy> HostKernels for Autodiff<Flex, C> {
     }
 }
 
+/// Runs `f` compiled for the best SIMD instruction set this CPU has (detected at run time; `f`'s
+/// loops must be inlined into it to benefit).
+#[inline(always)]
+fn simd<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}
+
 /// Runs `f(i, chunk)` on each `len`-sized chunk of `out`, in parallel where threads exist.
 fn par_chunks_mut<F>(out: &mut [f32], len: usize, f: F)
 where
