@@ -11,7 +11,7 @@
 mod conv;
 mod pool;
 
-pub use conv::ConvShape;
+use conv::ConvShape;
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
