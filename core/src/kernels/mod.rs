@@ -24,6 +24,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, DispatchDevice, Flex, backend_extension};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
+use burn::tensor::IntDType::I64;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Bytes, DType, Device, Shape, Tensor};
 
@@ -241,27 +242,20 @@ fn relu_max_pool2x2_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
         (Some(xv), Some(gv)) => flex_f32(pool::backward(xv, gv, n * c, h, w), vec![n, c, h, w]),
         _ => {
             // Other dtypes: Burn's own gradients of the two operations.
-            let out = Flex::max_pool2d_with_indices(
-                Flex::relu(x.clone()),
-                [2, 2],
-                [2, 2],
-                [0, 0],
-                [1, 1],
-                false,
-                burn::tensor::IntDType::I64,
-            );
+            let (k, pad, dil) = ([2, 2], [0, 0], [1, 1]);
+            let r = Flex::relu(x);
+            let pooled = Flex::max_pool2d_with_indices(r.clone(), k, k, pad, dil, false, I64);
             let g = Flex::max_pool2d_with_indices_backward(
-                Flex::relu(x.clone()),
-                [2, 2],
-                [2, 2],
-                [0, 0],
-                [1, 1],
+                r.clone(),
+                k,
+                k,
+                pad,
+                dil,
                 false,
                 grad,
-                out.indices,
-            )
-            .x_grad;
-            Flex::relu_backward(Flex::relu(x), g)
+                pooled.indices,
+            );
+            Flex::relu_backward(r, g.x_grad)
         }
     }
 }
