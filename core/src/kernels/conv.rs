@@ -175,17 +175,16 @@ fn im2col<'a>(x: &[f32], s: &ConvShape, scratch: &'a mut [f32]) -> &'a [f32] {
 
 /// The convolution of `x` (`[n, c_in, h, w]`) with `weight` (`[c_out, c_in, kh, kw]`) plus
 /// `bias` (`[c_out]`): `[n, c_out, out_h, out_w]`.
-pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -> Vec<f32> {
+pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], s: &ConvShape) -> Vec<f32> {
     let (k, p) = (s.patch_len(), s.out_h() * s.out_w());
     let mut out = vec![0.0f32; s.n * s.c_out * p];
     if out.is_empty() {
         return out;
     }
     par_chunks_mut(&mut out, s.c_out * p, |i, y| {
-        if let Some(b) = bias {
-            for (row, &bv) in y.chunks_exact_mut(p).zip(b) {
-                row.fill(bv);
-            }
+        // The product accumulates onto the bias.
+        for (row, &b) in y.chunks_exact_mut(p).zip(bias) {
+            row.fill(b);
         }
         let xi = &x[i * s.c_in * s.h * s.w..(i + 1) * s.c_in * s.h * s.w];
         with_scratch(im2col_len(s), |scratch| {
@@ -193,16 +192,7 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -
                 #[inline(always)]
                 || im2col(xi, s, scratch),
             );
-            matmul(
-                (s.c_out, p, k),
-                y,
-                p,
-                bias.is_some(),
-                weight,
-                (k, 1),
-                cols,
-                (p, 1),
-            );
+            matmul((s.c_out, p, k), y, p, true, weight, (k, 1), cols, (p, 1));
         });
     });
     out
@@ -211,9 +201,9 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -
 /// The gradient with respect to the input, given the output's gradient `grad`: per image
 /// `Wᵀ · grad` (`[C_in·k_h·k_w × C_out] · [C_out × H_out·W_out]`), its columns added back onto
 /// the input pixels they came from (col2im). (The other route, the stride-1 convolution of
-/// `grad` with the flipped, transposed kernel, needs an unrolled copy of `grad` twice this size
-/// and measured slower: 43–61 ms against 40–44 ms for conv2 of the Madry CNN with its forward
-/// pass, batch 128; with one input channel it is a matrix-vector product, 23 ms against 6 ms.)
+/// `grad` with the flipped, transposed kernel, unrolls a copy of `grad`, twice the input's size
+/// for the Madry CNN's conv2, and with one input channel is a matrix-vector product; it timed
+/// slower in `native/examples/opbench.rs` for both of that network's convolutions.)
 pub fn input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
     let (k, p) = (s.patch_len(), s.out_h() * s.out_w());
     let mut dx = vec![0.0f32; s.n * s.c_in * s.h * s.w];

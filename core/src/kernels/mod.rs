@@ -87,18 +87,17 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     }
 }
 
-/// The padding of a convolution the host kernel computes, `None` for any other.
+/// The padding of a convolution of the host kernel's kind (stride 1, one group, symmetric
+/// explicit padding), `None` for any other; the sizes are checked where the kernel runs
+/// ([`ConvShape::supported`]), which falls back to Burn.
 fn conv_padding(conv: &Conv2d) -> Option<[usize; 2]> {
-    let [kh, kw] = conv.kernel_size;
     match conv.padding {
         PaddingConfig2d::Explicit(top, left, bottom, right)
             if conv.stride == [1, 1]
                 && conv.dilation == [1, 1]
                 && conv.groups == 1
                 && top == bottom
-                && left == right
-                && top < kh
-                && left < kw =>
+                && left == right =>
         {
             Some([top, left])
         }
@@ -160,7 +159,7 @@ impl HostKernels for Flex {
         let shape = conv_shape(&x, &weight, padding);
         match (shape, f32_view(&x), f32_view(&weight), f32_view(&bias)) {
             (Some(s), Some(xv), Some(wv), Some(bv)) if bv.len() == s.c_out => flex_f32(
-                conv::forward(xv, wv, Some(bv), &s),
+                conv::forward(xv, wv, bv, &s),
                 vec![s.n, s.c_out, s.out_h(), s.out_w()],
             ),
             _ => Flex::conv2d(x, weight, Some(bias), conv_options(padding)),

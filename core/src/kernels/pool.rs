@@ -19,24 +19,21 @@ fn select(c: bool, x: f32, y: f32) -> f32 {
     f32::from_bits((x.to_bits() & m) | (y.to_bits() & !m))
 }
 
-/// The window's winner: its value and position (0..4, row-major). The rule is Burn's and
-/// PyTorch's: the first maximum, except that a NaN always wins. Computed with bit masks, not
-/// branches: the winner's position is data-dependent, and mispredicted branches (the compiler
-/// turned plain `if`s and a `match` into jumps) made the backward pass the step's second
-/// largest cost.
+/// The window's value under the pooling rule (Burn's and PyTorch's): its maximum, or its last
+/// NaN where it holds one. Selected by bit masks, like everything here: plain `if`s and `match`es
+/// became jumps that the data make unpredictable, and mispredicted branches had made the backward
+/// pass the step's second largest cost.
 #[inline(always)]
-fn window_max(v: [f32; 4]) -> (f32, u32) {
-    let (mut best, mut at) = (v[0], 0u32);
-    for (k, &x) in v.iter().enumerate().skip(1) {
-        let wins = (x > best) | x.is_nan();
-        best = select(wins, x, best);
-        at = (k as u32 & mask(wins)) | (at & !mask(wins));
+fn window_value(v: [f32; 4]) -> f32 {
+    let mut best = v[0];
+    for &x in &v[1..] {
+        best = select((x > best) | x.is_nan(), x, best);
     }
-    (best, at)
+    best
 }
 
 /// Which of a window's four values (row-major) takes its gradient: the first maximum, or the
-/// last NaN where there is one (the same rule as [`window_max`]), written as lane-wise
+/// last NaN where there is one (the value [`window_value`] picks), written as lane-wise
 /// comparisons only, so that the loop over windows vectorises.
 #[inline(always)]
 fn winners([p, q, r, t]: [f32; 4]) -> [bool; 4] {
@@ -78,7 +75,7 @@ fn forward_plane(src: &[f32], w: usize, plane: &mut [f32], ow: usize) {
         let a = &src[2 * r * w..][..2 * ow];
         let b = &src[(2 * r + 1) * w..][..2 * ow];
         for ((a, b), o) in a.chunks_exact(2).zip(b.chunks_exact(2)).zip(row) {
-            let (m, _) = window_max([a[0], a[1], b[0], b[1]]);
+            let m = window_value([a[0], a[1], b[0], b[1]]);
             *o = select(passes(m), m, 0.0);
         }
     }
