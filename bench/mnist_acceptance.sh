@@ -12,7 +12,7 @@ mkdir -p runs
 what="${1:-all}"
 
 if [ "$what" = standard ] || [ "$what" = all ]; then
-  /usr/bin/time -f "%e s wall" "$RAMPART_BIN" train --dataset mnist --method standard --epochs 3 \
+  /usr/bin/time -f "%e s wall" "$RAMPART_BIN" train --overwrite --dataset mnist --method standard --epochs 3 \
     --out runs/mnist-standard.rampart
   "$RAMPART_BIN" eval --bundle runs/mnist-standard.rampart --attack pgd --eps 0.3 --steps 40 \
     --step-size 0.01 --limit "${EVAL_LIMIT:-1000}" --out runs/mnist-standard-pgd40.json
@@ -21,7 +21,7 @@ fi
 if [ "$what" = robust ] || [ "$what" = all ]; then
   # PGD-AT (10 steps of 0.075, random start) on Wong et al.'s strided network, eps ramped
   # over the first two epochs, learning rate /10 after epoch 12.
-  /usr/bin/time -f "%e s wall" "$RAMPART_BIN" train --dataset mnist --arch strided --method pgd-at \
+  /usr/bin/time -f "%e s wall" "$RAMPART_BIN" train --overwrite --dataset mnist --arch strided --method pgd-at \
     --eps 0.3 --steps 10 --step-size 0.075 --epochs 15 --eps-ramp 2 --lr 1e-3 --milestones 12 \
     --out runs/mnist-strided-pgd.rampart
   "$RAMPART_BIN" eval --bundle runs/mnist-strided-pgd.rampart --attack pgd --eps 0.3 --steps 40 \
@@ -39,7 +39,7 @@ fi
 
 if [ "$what" = robust-fgsm ]; then
   # The earlier negative result: FGSM with a random start ("fast AT") on Madry's network.
-  /usr/bin/time -f "%e s wall" "$RAMPART_BIN" train --dataset mnist --method fgsm-rs --eps 0.3 --alpha 0.375 \
+  /usr/bin/time -f "%e s wall" "$RAMPART_BIN" train --overwrite --dataset mnist --method fgsm-rs --eps 0.3 --alpha 0.375 \
     --epochs "${ROBUST_EPOCHS:-9}" --eps-ramp 2 --lr 1e-3 --milestones 7 --out runs/mnist-robust.rampart
   "$RAMPART_BIN" eval --bundle runs/mnist-robust.rampart --attack pgd --eps 0.3 --steps 40 \
     --step-size 0.01 --limit "${EVAL_LIMIT:-1000}" --out runs/mnist-robust-pgd40.json

@@ -13,7 +13,7 @@ python3 bench/cifar_layout.py "$data"
 for row in "plain --method pgd-at" "ancra --method trades --ancra"; do
   name="${row%% *}"
   # shellcheck disable=SC2086
-  "$RAMPART_BIN" train --dataset cifar10 --data-dir "$data" --arch preact-resnet18 \
+  "$RAMPART_BIN" train --overwrite --dataset cifar10 --data-dir "$data" --arch preact-resnet18 \
     --resnet-width 8 --eps 0.031 --steps 2 --epochs 1 --batch-size 50 --val-size 100 \
     --test-size 0 --out "$data/$name.rampart" --json ${row#* } > /dev/null
   # An assignment, so that a failed check stops the script.

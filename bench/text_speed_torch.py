@@ -5,7 +5,7 @@ What is measured (model loading and JSON parsing are not timed):
 
 1. Embedding (`embed_s`): every ORIGINAL OSHA report (osha/train.json + osha/val.json; not the
    synthetic osha/train_abex.json) through all-MiniLM-L6-v2 with Rampart's windowing rule
-   (core/src/encoder.rs): the text of a report is its title then its summary, whitespace
+   (core/src/text/encoder.rs): the text of a report is its title then its summary, whitespace
    collapsed; its word pieces (no special tokens) are cut into windows of 254 pieces, each
    framed by [CLS] ... [SEP]; the embedding is the token-count-weighted mean of all token
    vectors of all windows (CLS/SEP included, padding masked), L2-normalised. Nothing is

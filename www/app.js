@@ -1,8 +1,8 @@
 // The demo page: draws or picks an image, classifies it live, and attacks it, all in the
 // browser through rampart-web (WebGPU, or the CPU fallback).
 import initWasm, * as rampart from "./pkg/rampart_web.js";
+import { $, bars, listItems, options } from "./ui.js";
 
-const $ = (id) => document.getElementById(id);
 const status = (msg, error = false) => { $("status").textContent = msg; $("status").className = error ? "error" : ""; };
 let info = null;
 let samples = [];
@@ -25,11 +25,6 @@ function drawImage(canvas, pixels, [c, h, w]) {
   ctx.drawImage(tmp, 0, 0, canvas.width, canvas.height);
 }
 
-function bars(el, probs, names) {
-  const top = probs.indexOf(Math.max(...probs));
-  el.innerHTML = probs.map((p, i) => `<div class="bar${i === top ? " top" : ""}"><span class="name">${names[i]}</span>` +
-    `<span class="fill" style="width:${(150 * p).toFixed(1)}px"></span><span>${(100 * p).toFixed(1)}%</span></div>`).join("");
-}
 
 // Drawing: white strokes on black, read back at the model's resolution.
 const draw = $("draw");
@@ -106,9 +101,8 @@ function runDiagnose() {
       $("diagnose-result").textContent = `${d.overall.attacks} of ${d.clean_correct} correctly classified images broken ` +
         `(${(100 * d.success_rate).toFixed(0)} %). Share of the attribute change:`;
       const top = Math.max(1e-9, ...d.overall.mass);
-      $("attribute-bars").innerHTML = d.attributes.map((a, i) => `<div class="bar"><span class="name">${a}</span>` +
-        `<span class="fill" style="width:${(150 * d.overall.mass[i] / top).toFixed(1)}px"></span><span>${(100 * d.overall.mass[i]).toFixed(1)}%</span></div>`).join("");
-      $("gallery").innerHTML = "";
+      bars($("attribute-bars"), d.overall.mass, d.attributes, { width: (m) => 150 * m / top, highlightTop: false });
+      $("gallery").replaceChildren();
       for (const ex of d.examples.slice(0, 8)) {
         const ranked = ex.coefficients.map((v, i) => [i, Math.abs(v)]).sort((a, b) => b[1] - a[1]).slice(0, 2);
         const fig = document.createElement("figure");
@@ -151,8 +145,8 @@ function runSuite() {
       $("suite-result").textContent = `clean ${(100 * r.clean_accuracy).toFixed(0)} %, robust ${(100 * r.robust_accuracy).toFixed(0)} % ` +
         `at ε = ${r.eps} (` + r.stages.map((s) => `${s.attack} broke ${s.broke}`).join(", ") + ")";
       drawCurve($("eps-curve"), [[0, r.clean_accuracy], ...r.sanity.eps_curve]);
-      $("suite-flags").innerHTML = r.sanity.flags.length ? r.sanity.flags.map((f) => `<li class="error">${f}</li>`).join("")
-        : "<li>sanity checks passed</li>";
+      if (r.sanity.flags.length) listItems($("suite-flags"), r.sanity.flags, "error");
+      else listItems($("suite-flags"), ["sanity checks passed"]);
       status(`suite took ${(performance.now() - t0).toFixed(0)} ms`);
     } catch (e) { status(e.message, true); }
   });
@@ -166,7 +160,7 @@ async function start(backend) {
     if (!info) {
       info = await rampart.loadBundle("models/demo.rampart");
       samples = await (await fetch("models/samples.json")).json();
-      $("sample").innerHTML = samples.images.map((_, i) => `<option value="${i}">#${i} (${info.classNames[samples.labels[i]]})</option>`).join("");
+      options($("sample"), samples.images.map((_, i) => [i, `#${i} (${info.classNames[samples.labels[i]]})`]));
       pick(0);
     }
     status("ready");
@@ -180,7 +174,7 @@ function pick(i) {
   classifyCurrent();
 }
 
-$("clear").onclick = () => { clearDrawing(); current = null; $("probs").innerHTML = ""; };
+$("clear").onclick = () => { clearDrawing(); current = null; $("probs").replaceChildren(); };
 $("sample").onchange = (e) => pick(+e.target.value);
 $("eps").oninput = (e) => { $("eps-value").textContent = (+e.target.value).toFixed(2); };
 $("run-attack").onclick = runAttack;

@@ -1,8 +1,8 @@
 // The report page: downloads the sentence encoder (with progress, kept in the browser's
 // Cache Storage), then classifies, explains and probes reports through rampart-web.
 import initWasm, * as rampart from "./pkg/rampart_web.js";
+import { $, bars as drawBars, el, escape, options } from "./ui.js";
 
-const $ = (id) => document.getElementById(id);
 const status = (msg, error = false) => { $("status").textContent = msg; $("status").className = error ? "error" : ""; };
 const MODELS = "models/";
 const ENCODER = MODELS + "minilm/";
@@ -53,23 +53,19 @@ async function loadModel() {
   return info;
 }
 
-function bars(el, probs) {
-  const top = probs.indexOf(Math.max(...probs));
-  el.innerHTML = probs.map((p, i) => `<div class="bar${i === top ? " top" : ""}"><span class="name" title="${names[i]}">${names[i]}</span>` +
-    `<span class="fill" style="width:${(150 * p).toFixed(1)}px"></span><span>${(100 * p).toFixed(1)}%</span></div>`).join("");
-}
-
-const escape = (s) => s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
-
 function highlight(segments) {
   const top = Math.max(1e-9, ...segments.filter((s) => s.score !== undefined).map((s) => Math.abs(s.score)));
-  $("highlighted").innerHTML = segments.map((s) => {
-    if (s.score === undefined) return escape(s.text);
+  $("highlighted").replaceChildren(...segments.map((s) => {
+    if (s.score === undefined) return document.createTextNode(s.text);
     const a = Math.min(1, Math.abs(s.score) / top).toFixed(2);
-    const colour = s.score >= 0 ? `rgba(40,160,80,${a})` : `rgba(216,85,59,${a})`;
-    return `<span class="word" style="background:${colour}" title="${s.score.toFixed(4)}">${escape(s.text)}</span>`;
-  }).join("");
+    const word = el("span", "word", s.text);
+    word.style.background = s.score >= 0 ? `rgba(40,160,80,${a})` : `rgba(216,85,59,${a})`;
+    word.title = s.score.toFixed(4);
+    return word;
+  }));
 }
+
+const bars = (container, probs) => drawBars(container, probs, names);
 
 const text = () => $("report").value;
 const guarded = (what, f) => () => exclusive(async () => {
@@ -115,7 +111,7 @@ $("backend-choice").onchange = () => exclusive(async () => {
     status("downloading the model…");
     await loadModel();
     const examples = await fetch(MODELS + "reports.json").then((r) => (r.ok ? r.json() : []), () => []);
-    $("example").innerHTML = examples.map((e, i) => `<option value="${escape(e.text)}">${i + 1}. ${escape(e.label)}: ${escape(e.text.slice(0, 60))}…</option>`).join("");
+    options($("example"), examples.map((e, i) => [e.text, `${i + 1}. ${e.label}: ${e.text.slice(0, 60)}…`]));
     if (examples.length) $("report").value = examples[0].text;
     status("ready");
     if (text().trim()) await explain();

@@ -9,75 +9,13 @@ use burn::module::Module;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::io::{seal, unseal};
 use crate::model::{Model, ModelConfig};
 
 pub const BUNDLE_MAGIC: &[u8; 8] = b"RAMPART\0";
 pub const BUNDLE_VERSION: u32 = 1;
-
-/// A sealed container: magic, version, a JSON header and binary sections, and a SHA-256.
-/// Shared by bundles and training checkpoints.
-pub(crate) fn seal(magic: &[u8; 8], version: u32, header: &[u8], sections: &[&[u8]]) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(64 + header.len() + sections.iter().map(|s| s.len() + 8).sum::<usize>());
-    out.extend_from_slice(magic);
-    out.extend_from_slice(&version.to_le_bytes());
-    for part in std::iter::once(header).chain(sections.iter().copied()) {
-        out.extend_from_slice(&(part.len() as u64).to_le_bytes());
-        out.extend_from_slice(part);
-    }
-    let digest = Sha256::digest(&out);
-    out.extend_from_slice(&digest);
-    out
-}
-
-/// Opens a container written by [`seal`]: checks magic, checksum and version, and returns
-/// the header and `n_sections` sections.
-pub(crate) fn unseal<'a>(
-    bytes: &'a [u8],
-    magic: &[u8; 8],
-    version: u32,
-    n_sections: usize,
-    what: &str,
-) -> std::result::Result<(&'a [u8], Vec<&'a [u8]>), String> {
-    if bytes.len() < 8 + 4 + 32 {
-        return Err(format!("{what} is truncated ({} bytes)", bytes.len()));
-    }
-    if &bytes[..8] != magic {
-        return Err(format!("not a {what} (wrong magic bytes)"));
-    }
-    let (body, digest) = bytes.split_at(bytes.len() - 32);
-    if Sha256::digest(body).as_slice() != digest {
-        return Err(format!(
-            "{what} is corrupt or truncated (checksum mismatch)"
-        ));
-    }
-    let found = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes"));
-    if found != version {
-        return Err(format!(
-            "{what} has format version {found}, this build reads version {version}"
-        ));
-    }
-    let mut at = 12;
-    let mut take = || -> std::result::Result<&'a [u8], String> {
-        let len_bytes = body
-            .get(at..at + 8)
-            .ok_or_else(|| format!("{what} is truncated"))?;
-        let len = u64::from_le_bytes(len_bytes.try_into().expect("8 bytes")) as usize;
-        let part = body
-            .get(at + 8..at.saturating_add(8).saturating_add(len))
-            .ok_or_else(|| format!("{what} is truncated"))?;
-        at += 8 + len;
-        Ok(part)
-    };
-    let header = take()?;
-    let sections = (0..n_sections)
-        .map(|_| take())
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok((header, sections))
-}
 
 /// Both bundle kinds name every class of their model, no more, no fewer.
 fn check_classes(names: &[String], num_classes: usize) -> Result<()> {
@@ -105,6 +43,59 @@ pub struct BundleHeader {
     pub created_by: String,
 }
 
+impl BundleHeader {
+    /// The training method's name from the recipe (`unknown` for a recipe without one).
+    pub fn training_method(&self) -> &str {
+        self.recipe
+            .get("method")
+            .and_then(|m| m.get("name"))
+            .and_then(|m| m.as_str())
+            .unwrap_or("unknown")
+    }
+}
+
+/// A module's weights as burnpack bytes.
+fn record_bytes<M: Module>(model: &M) -> Result<Vec<u8>> {
+    Ok(model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| Error::Bundle(e.to_string()))?
+        .to_vec())
+}
+
+/// `module` with the weights of `bytes`; weights that do not fit it are an error.
+fn load_record<M: Module>(module: M, bytes: &[u8]) -> Result<M> {
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
+        .map_err(|e| Error::Bundle(format!("unreadable weights: {e}")))?;
+    module
+        .try_load_record(record)
+        .map_err(|e| Error::Bundle(format!("weights do not match the architecture: {e}")))
+}
+
+/// Opens a sealed bundle: its parsed header and its one weights section.
+fn open<H: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    magic: &[u8; 8],
+    version: u32,
+    what: &str,
+) -> Result<(H, Vec<u8>)> {
+    let (header, sections) = unseal(bytes, magic, version, 1, what).map_err(Error::Bundle)?;
+    let header = serde_json::from_slice(header)
+        .map_err(|e| Error::Bundle(format!("unreadable header: {e}")))?;
+    Ok((header, sections[0].to_vec()))
+}
+
+/// Refuses weights too short for the declared architecture before the model is allocated.
+fn check_weight_bytes(needed: u64, present: usize) -> Result<()> {
+    if (present as u64) < needed {
+        return Err(Error::Bundle(format!(
+            "the header's architecture needs at least {needed} bytes of weights, the file holds {present}"
+        )));
+    }
+    Ok(())
+}
+
 /// A model with everything needed to use it.
 #[derive(Debug, Clone)]
 pub struct Bundle {
@@ -115,14 +106,9 @@ pub struct Bundle {
 impl Bundle {
     pub fn new(model: &Model, header: BundleHeader) -> Result<Self> {
         check_classes(&header.class_names, header.model.num_classes())?;
-        let weights = model
-            .clone()
-            .into_record()
-            .into_bytes()
-            .map_err(|e| Error::Bundle(e.to_string()))?;
         Ok(Self {
             header,
-            weights: weights.to_vec(),
+            weights: record_bytes(model)?,
         })
     }
 
@@ -134,19 +120,14 @@ impl Bundle {
     /// Parses and checks a bundle; the weights are checked against the architecture by
     /// [`Bundle::model`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let (header, sections) =
-            unseal(bytes, BUNDLE_MAGIC, BUNDLE_VERSION, 1, "bundle").map_err(Error::Bundle)?;
-        let header: BundleHeader = serde_json::from_slice(header)
-            .map_err(|e| Error::Bundle(format!("unreadable header: {e}")))?;
+        let (header, weights) =
+            open::<BundleHeader>(bytes, BUNDLE_MAGIC, BUNDLE_VERSION, "bundle")?;
         header
             .model
             .validate()
             .map_err(|e| Error::Bundle(e.to_string()))?;
         check_classes(&header.class_names, header.model.num_classes())?;
-        Ok(Self {
-            header,
-            weights: sections[0].to_vec(),
-        })
+        Ok(Self { header, weights })
     }
 
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
@@ -160,12 +141,8 @@ impl Bundle {
     /// The model on `device`, weights loaded. A bundle whose weights do not fit its declared
     /// architecture is an error.
     pub fn model(&self, device: &Device) -> Result<Model> {
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(self.weights.clone()))
-            .map_err(|e| Error::Bundle(format!("unreadable weights: {e}")))?;
-        let model = self.header.model.init(device)?;
-        model
-            .try_load_record(record)
-            .map_err(|e| Error::Bundle(format!("weights do not match the architecture: {e}")))
+        check_weight_bytes(self.header.model.min_weight_bytes(), self.weights.len())?;
+        load_record(self.header.model.init(device)?, &self.weights)
     }
 
     pub fn weights_len(&self) -> usize {
@@ -189,6 +166,31 @@ pub struct TextBundleHeader {
     pub created_by: String,
 }
 
+impl TextBundleHeader {
+    /// Refuses an encoder whose embeddings the classifier was not trained on: another
+    /// fingerprint, or another width.
+    pub fn check_encoder(&self, encoder: &crate::text::encoder::SentenceEncoder) -> Result<()> {
+        let short = |f: &str| f.get(..12).unwrap_or(f).to_string();
+        if encoder.fingerprint != self.encoder_fingerprint {
+            return Err(Error::Bundle(format!(
+                "the encoder files do not match the bundle: it was trained on {} with fingerprint \
+                 {}…, these files have fingerprint {}…",
+                self.encoder,
+                short(&self.encoder_fingerprint),
+                short(&encoder.fingerprint)
+            )));
+        }
+        if encoder.dim() != self.mlp.input {
+            return Err(Error::Bundle(format!(
+                "the encoder gives {}-d embeddings, the classifier takes {}",
+                encoder.dim(),
+                self.mlp.input
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// An MLP text classifier over sentence embeddings, with everything needed to use it.
 #[derive(Debug, Clone)]
 pub struct TextBundle {
@@ -200,14 +202,9 @@ impl TextBundle {
     pub fn new(model: &crate::text::classifier::Mlp, header: TextBundleHeader) -> Result<Self> {
         header.mlp.validate()?;
         check_classes(&header.class_names, header.mlp.num_classes)?;
-        let weights = model
-            .clone()
-            .into_record()
-            .into_bytes()
-            .map_err(|e| Error::Bundle(e.to_string()))?;
         Ok(Self {
             header,
-            weights: weights.to_vec(),
+            weights: record_bytes(model)?,
         })
     }
 
@@ -222,25 +219,14 @@ impl TextBundle {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let (header, sections) = unseal(
-            bytes,
-            TEXT_BUNDLE_MAGIC,
-            TEXT_BUNDLE_VERSION,
-            1,
-            "text bundle",
-        )
-        .map_err(Error::Bundle)?;
-        let header: TextBundleHeader = serde_json::from_slice(header)
-            .map_err(|e| Error::Bundle(format!("unreadable header: {e}")))?;
+        let (header, weights) =
+            open::<TextBundleHeader>(bytes, TEXT_BUNDLE_MAGIC, TEXT_BUNDLE_VERSION, "text bundle")?;
         header
             .mlp
             .validate()
             .map_err(|e| Error::Bundle(e.to_string()))?;
         check_classes(&header.class_names, header.mlp.num_classes)?;
-        Ok(Self {
-            header,
-            weights: sections[0].to_vec(),
-        })
+        Ok(Self { header, weights })
     }
 
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
@@ -252,12 +238,8 @@ impl TextBundle {
     }
 
     pub fn model(&self, device: &Device) -> Result<crate::text::classifier::Mlp> {
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(self.weights.clone()))
-            .map_err(|e| Error::Bundle(format!("unreadable weights: {e}")))?;
-        self.header
-            .mlp
-            .init(device)?
-            .try_load_record(record)
-            .map_err(|e| Error::Bundle(format!("weights do not match the architecture: {e}")))
+        let needed = self.header.mlp.weight_count().unwrap_or(u64::MAX);
+        check_weight_bytes(needed.saturating_mul(4), self.weights.len())?;
+        load_record(self.header.mlp.init(device)?, &self.weights)
     }
 }

@@ -57,6 +57,60 @@ pub enum CnnStyle {
     Strided,
 }
 
+/// The largest image side a model takes.
+pub const MAX_SIDE: usize = 4096;
+/// The most input channels.
+pub const MAX_CHANNELS: usize = 64;
+/// The most classes.
+pub const MAX_CLASSES: usize = 100_000;
+/// The widest layer.
+pub const MAX_WIDTH: usize = 1 << 16;
+/// The most weights a model may have (2³⁰, 4 GiB as f32): far above every network here, low
+/// enough that a mistyped or crafted size is refused instead of exhausting memory.
+pub const MAX_WEIGHTS: u64 = 1 << 30;
+
+/// Checks the sizes every architecture shares against the limits above.
+pub(crate) fn check_sizes(
+    channels: usize,
+    height: usize,
+    width: usize,
+    classes: usize,
+    widths: &[usize],
+) -> Result<()> {
+    let bad = |r: String| Err(Error::invalid("model config", r));
+    if channels > MAX_CHANNELS {
+        return bad(format!(
+            "at most {MAX_CHANNELS} input channels, got {channels}"
+        ));
+    }
+    if height > MAX_SIDE || width > MAX_SIDE {
+        return bad(format!(
+            "images at most {MAX_SIDE} pixels a side, got {height}×{width}"
+        ));
+    }
+    if classes > MAX_CLASSES {
+        return bad(format!("at most {MAX_CLASSES} classes, got {classes}"));
+    }
+    if let Some(w) = widths.iter().find(|&&w| w > MAX_WIDTH) {
+        return bad(format!("layer widths at most {MAX_WIDTH}, got {w}"));
+    }
+    Ok(())
+}
+
+/// Refuses a model with more than [`MAX_WEIGHTS`] weights (`None`: the count overflowed).
+pub(crate) fn check_weight_count(count: Option<u64>) -> Result<()> {
+    match count {
+        Some(n) if n <= MAX_WEIGHTS => Ok(()),
+        _ => Err(Error::invalid(
+            "model config",
+            format!(
+                "{} weights is more than the limit of {MAX_WEIGHTS}",
+                count.map_or("an overflowing number of".into(), |n| n.to_string())
+            ),
+        )),
+    }
+}
+
 /// Two convolutions, each halving the image, then two fully connected layers:
 /// conv-`c1`, conv-`c2`, fc-`hidden`, fc-`classes` (ReLU between). `style` says how the
 /// convolutions halve the image; Madry's network is (32, 64, 1024), Wong et al.'s (16, 32, 100).
@@ -116,6 +170,13 @@ impl CnnConfig {
 
     pub fn validate(&self) -> Result<()> {
         let bad = |reason: &str| Err(Error::invalid("model config", reason));
+        check_sizes(
+            self.in_channels,
+            self.height,
+            self.width,
+            self.num_classes,
+            &[self.conv_channels[0], self.conv_channels[1], self.hidden],
+        )?;
         if self.in_channels == 0 || self.num_classes < 2 {
             return bad("needs at least one input channel and two classes");
         }
@@ -135,11 +196,33 @@ impl CnnConfig {
         if self.input_quantization.is_some_and(|q| q < 2) {
             return bad("input quantisation needs at least 2 levels");
         }
-        Ok(())
+        check_weight_count(self.weight_count())
     }
 
     fn flat_features(&self) -> usize {
         self.conv_channels[1] * (self.height / 4) * (self.width / 4)
+    }
+
+    /// Weights of the convolutions and linear layers (biases and buffers not counted), or
+    /// `None` when the count overflows.
+    fn weight_count(&self) -> Option<u64> {
+        let k = match self.style {
+            CnnStyle::Madry => 25u64,
+            CnnStyle::Strided => 16,
+        };
+        let [c1, c2] = self.conv_channels.map(|c| c as u64);
+        let flat = c2
+            .checked_mul((self.height / 4) as u64)?
+            .checked_mul((self.width / 4) as u64)?;
+        let hidden = self.hidden as u64;
+        [
+            (self.in_channels as u64).checked_mul(c1)?.checked_mul(k)?,
+            c1.checked_mul(c2)?.checked_mul(k)?,
+            flat.checked_mul(hidden)?,
+            hidden.checked_mul(self.num_classes as u64)?,
+        ]
+        .into_iter()
+        .try_fold(0u64, u64::checked_add)
     }
 
     pub fn init(&self, device: &Device) -> Result<Cnn> {
@@ -349,6 +432,17 @@ impl ModelConfig {
             ModelConfig::Cnn(c) => c.validate(),
             ModelConfig::PreactResnet18(c) => c.validate(),
         }
+    }
+
+    /// The fewest bytes the weights of this architecture can take (its convolution and linear
+    /// weights as f32), so a reader can refuse a file that cannot hold them before it
+    /// allocates the model. The configuration must be valid.
+    pub fn min_weight_bytes(&self) -> u64 {
+        let count = match self {
+            ModelConfig::Cnn(c) => c.weight_count(),
+            ModelConfig::PreactResnet18(c) => c.weight_count(),
+        };
+        count.unwrap_or(u64::MAX).saturating_mul(4)
     }
 
     pub fn reverse_attention(&self) -> bool {

@@ -6,9 +6,9 @@
 mod common;
 
 use common::*;
-use rampart_core::attack::suite::{Suite, SuiteConfig, run_suite};
 use rampart_core::attack::{Attack, Norm, PgdConfig};
 use rampart_core::eval::evaluate;
+use rampart_core::eval::suite::{Suite, SuiteConfig, run_suite};
 use rampart_core::model::{CnnConfig, ModelConfig, RaMask};
 use rampart_core::train::{Ancra, Method, TrainConfig, train};
 

@@ -7,11 +7,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rampart_core::Error;
-use rampart_core::augment::{
+use rampart_core::error::Result;
+use rampart_core::text::augment::{
     AugmentConfig, Generator, OfflineGenerator, augment, dedup_key, parse_jsonl, to_jsonl,
 };
-use rampart_core::data::text::{TextDataset, parse_osha};
-use rampart_core::error::Result;
+use rampart_core::text::data::{TextDataset, parse_osha};
 
 fn train() -> TextDataset {
     let mut rows = Vec::new();

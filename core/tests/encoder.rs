@@ -5,7 +5,7 @@
 //! within 1e-4. Needs the shared model folder (present in CI).
 
 use rampart_core::data::resolve_data_dir;
-use rampart_core::encoder::{SentenceEncoder, cosine};
+use rampart_core::text::encoder::{SentenceEncoder, cosine};
 
 fn encoder() -> Option<SentenceEncoder> {
     let dir = resolve_data_dir(None).join("../models/all-MiniLM-L6-v2");

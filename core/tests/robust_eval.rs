@@ -10,9 +10,9 @@ use common::*;
 use rampart_core::attack::apgd::ApgdConfig;
 use rampart_core::attack::mifgsm::MiFgsmConfig;
 use rampart_core::attack::square::SquareConfig;
-use rampart_core::attack::suite::{Suite, SuiteConfig, run_suite};
 use rampart_core::attack::{Attack, Norm, PgdConfig};
 use rampart_core::data::ImageDataset;
+use rampart_core::eval::suite::{Suite, SuiteConfig, run_suite};
 use rampart_core::model::{CnnConfig, Model, ModelConfig};
 use rampart_core::train::{Method, TrainConfig, train};
 
@@ -183,7 +183,7 @@ fn sanity_checks_flag_a_gradient_masked_model_only() {
     };
     let plain = run(&trained(None));
     let masked = run(&trained(Some(4)));
-    let flags = |r: &rampart_core::attack::suite::SuiteReport| r.sanity.clone().unwrap().flags;
+    let flags = |r: &rampart_core::eval::suite::SuiteReport| r.sanity.clone().unwrap().flags;
     eprintln!("plain {:?}\nmasked {:?}", plain.sanity, masked.sanity);
     assert!(plain.clean_accuracy >= 0.9 && masked.clean_accuracy >= 0.9);
     assert!(

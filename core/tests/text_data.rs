@@ -4,7 +4,7 @@
 
 use rampart_core::Error;
 use rampart_core::data::resolve_data_dir;
-use rampart_core::data::text::{OSHA_CLASSES, load_osha, parse_osha};
+use rampart_core::text::data::{OSHA_CLASSES, load_osha, parse_osha};
 
 #[test]
 fn reads_both_key_spellings_augmented_rows_and_collapses_whitespace() {

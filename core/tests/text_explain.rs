@@ -6,8 +6,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use rampart_core::data::resolve_data_dir;
-use rampart_core::encoder::SentenceEncoder;
 use rampart_core::text::classifier::{Mlp, MlpConfig};
+use rampart_core::text::encoder::SentenceEncoder;
 use rampart_core::text::explain::{
     MAX_REPORT_BYTES, ProbeConfig, classify, explain, prepare, probe,
 };

@@ -547,3 +547,100 @@ fn trades_and_mart_resist_pgd_where_standard_training_does_not() {
         );
     }
 }
+
+#[test]
+fn resuming_on_other_data_or_settings_names_what_differs() {
+    let device = cpu();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.ckpt");
+    let opts = CheckpointOptions {
+        path: path.clone(),
+        resume: true,
+        stop_after_steps: Some(1),
+    };
+    let once = TrainConfig {
+        checkpoint_every: 1,
+        ..recipe(Method::Standard, 1)
+    };
+    let run = |config: &TrainConfig, data: &rampart_core::data::ImageDataset| {
+        train(
+            &tiny_config(3),
+            config,
+            data,
+            None,
+            &device,
+            Some(&opts),
+            &mut |_| {},
+        )
+        .map(|_| ())
+    };
+    run(&once, &bars(90, 5)).unwrap();
+    let err = run(&once, &bars(90, 6)).unwrap_err().to_string();
+    assert!(err.contains("training data"), "{err}");
+    let err = run(
+        &TrainConfig {
+            lr: 0.5,
+            epochs: 2,
+            ..once.clone()
+        },
+        &bars(90, 5),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("epochs, lr differ"), "{err}");
+    // The same data and recipe resume.
+    run(&once, &bars(90, 5)).unwrap();
+}
+
+#[test]
+fn data_parallel_training_on_two_devices_matches_one_device() {
+    use rampart_core::train::train_on;
+    let device = cpu();
+    let data = bars(200, 3);
+    // A CNN without BatchNorm, the same global batches (seeded), standard training: the
+    // gradient of the whole batch equals the share-weighted sum of the shards' gradients.
+    let config = TrainConfig {
+        epochs: 2,
+        ..recipe(Method::Standard, 2)
+    };
+    let run = |devices: &[burn::tensor::Device]| {
+        train_on(
+            devices,
+            &tiny_config(3),
+            &config,
+            &data,
+            None,
+            None,
+            &mut |_| {},
+        )
+        .unwrap()
+    };
+    let one = run(std::slice::from_ref(&device));
+    let two = run(&[device.clone(), device.clone()]);
+    let (a, b) = (weights(&one.model), weights(&two.model));
+    assert_eq!(a.len(), b.len());
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    // Only the summation order differs: 2 epochs of Adam keep it far below a step's size.
+    assert!(worst < 1e-4, "largest weight difference {worst}");
+    assert!(
+        a != weights(&tiny_config(3).init_seeded(&device, 7).unwrap()),
+        "nothing trained"
+    );
+    let (l1, l2) = (one.history[1].train_loss, two.history[1].train_loss);
+    assert!((l1 - l2).abs() < 1e-4, "train loss {l1} vs {l2}");
+    // Three devices for 200 samples: uneven shards still match.
+    let three = run(&[device.clone(), device.clone(), device.clone()]);
+    let worst3 = a
+        .iter()
+        .zip(&weights(&three.model))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst3 < 1e-4,
+        "three devices: largest weight difference {worst3}"
+    );
+}

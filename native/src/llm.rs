@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use rampart_core::augment::Generator;
 use rampart_core::error::{Error, Result};
+use rampart_core::text::augment::Generator;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 

@@ -9,6 +9,7 @@
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
+import crypto from "node:crypto";
 import http from "node:http";
 import path from "node:path";
 
@@ -22,6 +23,8 @@ const TOL = 1e-4;
 const ENCODER = process.env.ENCODER && path.resolve(process.env.ENCODER);
 const ONLY = process.env.ONLY ? new RegExp(process.env.ONLY) : null;
 
+// The bundle the demo page loads; one test swaps in a crafted one.
+let demoBundle = path.join(FIXTURES, "tiny.rampart");
 const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json", ".css": "text/css" };
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, "http://x").pathname;
@@ -31,7 +34,7 @@ const server = http.createServer((req, res) => {
   else if (url.startsWith("/models/minilm/") && ENCODER) file = path.join(ENCODER, path.basename(url));
   else if (url === "/models/osha.rampart-text") file = path.join(FIXTURES, "tiny.rampart-text");
   else if (url === "/models/reports.json") file = path.join(FIXTURES, "reports.json");
-  else if (url === "/models/demo.rampart") file = path.join(FIXTURES, "tiny.rampart");
+  else if (url === "/models/demo.rampart") file = demoBundle;
   else if (url === "/models/samples.json") file = path.join(FIXTURES, "samples.json");
   else file = path.join(WWW, url === "/" ? "index.html" : url);
   if (!file.startsWith(WWW) && !file.startsWith(FIXTURES) && !(ENCODER && file.startsWith(ENCODER))) { res.writeHead(403); return res.end(); }
@@ -297,6 +300,67 @@ await test("demo page: classifies a test image, runs an attack, a diagnosis and 
     if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
     assert(errors.length === 0, `page errors: ${errors}`);
   } finally {
+    await browser.close();
+  }
+});
+
+// A bundle is data from anywhere: its strings must reach the page as text, the page's CSP
+// must stop inline code, and the page must fetch nothing but its own files and models.
+function withClassName(bundle, name) {
+  const headerLen = Number(bundle.readBigUInt64LE(12));
+  const header = JSON.parse(bundle.subarray(20, 20 + headerLen).toString("utf8"));
+  header.class_names[0] = name;
+  const json = Buffer.from(JSON.stringify(header), "utf8");
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  const body = Buffer.concat([bundle.subarray(0, 12), len, json, bundle.subarray(20 + headerLen, bundle.length - 32)]);
+  return Buffer.concat([body, crypto.createHash("sha256").update(body).digest()]);
+}
+
+await test("demo page: bundle strings render as text, CSP blocks inline code, no foreign requests", async () => {
+  const evil = "<img src=x onerror=alert(1)>";
+  const crafted = path.join(FIXTURES, "evil.rampart");
+  fs.writeFileSync(crafted, withClassName(fs.readFileSync(path.join(FIXTURES, "tiny.rampart")), evil));
+  demoBundle = crafted;
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...COMMON, ...NO_WEBGPU] });
+  try {
+    const page = await browser.newPage();
+    const errors = [];
+    const dialogs = [];
+    const requests = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    page.on("dialog", (d) => { dialogs.push(d.message()); d.dismiss(); });
+    page.on("request", (r) => requests.push(r.url()));
+    await page.goto(`${BASE}/`);
+    await page.waitForFunction(() => document.getElementById("status").textContent === "ready", null, { timeout: 120000 });
+    await page.waitForFunction(() => document.querySelectorAll("#probs .bar").length === 10, null, { timeout: 60000 });
+    const seen = await page.evaluate((evil) => ({
+      images: document.querySelectorAll("main img").length,
+      nameAsText: [...document.querySelectorAll("#probs .name")].some((e) => e.textContent === evil),
+      optionAsText: [...document.querySelectorAll("#sample option")].some((o) => o.textContent.includes(evil)),
+    }), evil);
+    assert(seen.images === 0, `${seen.images} <img> elements made from the bundle`);
+    assert(seen.nameAsText, "the crafted class name is not shown as text in the bars");
+    assert(seen.optionAsText, "the crafted class name is not shown as text in the sample list");
+    // An inline script added to the page must not run under its CSP.
+    const ran = await page.evaluate(async () => {
+      const s = document.createElement("script");
+      s.textContent = "window.__inlineRan = true";
+      document.body.append(s);
+      await new Promise((r) => setTimeout(r, 100));
+      return window.__inlineRan === true;
+    });
+    assert(!ran, "an inline script ran: the page has no effective CSP");
+    const csp = await page.evaluate(() => document.querySelector('meta[http-equiv="Content-Security-Policy"]')?.content ?? "");
+    assert(/script-src 'self' 'wasm-unsafe-eval'/.test(csp) && !/unsafe-inline|'unsafe-eval'/.test(csp), `CSP: ${csp}`);
+    const own = new Set(["/", "/app.js", "/ui.js", "/style.css", "/pkg/rampart_web.js", "/pkg/rampart_web_bg.wasm",
+      "/models/demo.rampart", "/models/samples.json", "/favicon.ico"]);
+    const foreign = requests.filter((u) => { const url = new URL(u); return url.origin !== BASE || !own.has(url.pathname); });
+    assert(foreign.length === 0, `requests beyond the page's own files: ${foreign.join(", ")}`);
+    assert(dialogs.length === 0, `dialogs opened: ${dialogs}`);
+    assert(errors.length === 0, `page errors: ${errors}`);
+  } finally {
+    demoBundle = path.join(FIXTURES, "tiny.rampart");
     await browser.close();
   }
 });

@@ -7,8 +7,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::{
-    AttackOptions, Backend, STATE, check_pixels, device, err, image, install_bundle, loaded,
-    predict, run_attack, to_js,
+    AttackOptions, Backend, STATE, classify_pixels, device, err, install_bundle, loaded,
+    run_attack, to_js,
 };
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -23,7 +23,7 @@ export interface BundleInfo {
 export interface Prediction { logits: number[]; probabilities: number[]; predicted: number; label: string }
 export interface AttackOptions {
   pixels: Float32Array | number[];
-  method?: "fgsm" | "fgsm-l2" | "pgd" | "pgd-l2";
+  method?: "fgsm" | "fgsm-l2" | "pgd" | "pgd-l2" | "apgd-ce" | "apgd-t" | "square" | "mi-fgsm";
   eps: number; steps?: number; stepSize?: number; restarts?: number; randomStart?: boolean;
   loss?: "ce" | "cw"; label?: number; target?: number; seed?: number;
 }
@@ -258,9 +258,7 @@ pub async fn classify(
     let device = device()?;
     let (header, model) = loaded()?;
     let pixels = pixels_from(&pixels)?;
-    check_pixels(&pixels, &header)?;
-    let p = predict(&model, image(&pixels, &header, &device), &header).await?;
-    to_js(&p)
+    to_js(&classify_pixels(&model, &pixels, &header, &device).await?)
 }
 
 /// Runs an attack on one image; returns the adversarial image, the perturbation and the

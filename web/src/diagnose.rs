@@ -1,10 +1,8 @@
 //! `diagnose({ samples })`: SIA model diagnosis on a small batch, client-side, with the same
 //! core code as `rampart diagnose`.
 
-use rampart_core::attack::AttackLoss;
-use rampart_core::attack::diagnose::{DiagnoseSettings, diagnose as run_diagnosis};
-use rampart_core::attack::semantic::{Attribute, SiaConfig};
 use rampart_core::data::ImageDataset;
+use rampart_core::eval::diagnose::{DiagnoseAttack, DiagnoseSettings, diagnose as run_diagnosis};
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
@@ -128,38 +126,18 @@ pub async fn diagnose(
     if o.samples.is_empty() || o.samples.len() > 256 {
         return Err(err("diagnose takes 1 to 256 samples"));
     }
-    if !(o.eps.is_finite() && o.eps >= 0.0) {
-        return Err(err(format!(
-            "eps must be a finite number ≥ 0, got {}",
-            o.eps
-        )));
-    }
-    if o.steps == 0 || o.steps > 1000 {
+    // A browser tab runs on one thread: bounds tighter than the core's.
+    if o.steps > 1000 {
         return Err(err(format!("steps must be in 1..=1000, got {}", o.steps)));
     }
-    if o.sweep_points > 101 {
-        return Err(err("sweepPoints must be at most 101"));
+    let config = DiagnoseAttack {
+        attributes: o.attributes.clone().unwrap_or_default(),
+        steps: o.steps,
+        attribute_step: o.attribute_step,
+        loss: o.loss.parse().map_err(err)?,
     }
-    let shape = header.model.input_shape();
-    let mut config = SiaConfig::new(shape[0]);
-    if let Some(names) = &o.attributes {
-        config.attributes = names
-            .iter()
-            .map(|n| {
-                Attribute::ALL
-                    .into_iter()
-                    .find(|a| a.name() == n)
-                    .ok_or_else(|| err(format!("unknown attribute '{n}'")))
-            })
-            .collect::<Result<_, _>>()?;
-    }
-    config.steps = o.steps;
-    config.attribute_step = o.attribute_step;
-    config.loss = match o.loss.as_str() {
-        "ce" => AttackLoss::CrossEntropy,
-        "cw" => AttackLoss::CwMargin,
-        other => return Err(err(format!("unknown loss '{other}' (ce, cw)"))),
-    };
+    .sia_config(header.model.input_shape()[0])
+    .map_err(err)?;
     let data = samples_dataset(&o.samples, &header)?;
     let n = data.len();
     let d = run_diagnosis(

@@ -2,7 +2,7 @@
 //! ensemble, AutoAttack's protocol) and its sanity checks — the ε–accuracy curve among them —
 //! on a small batch, client-side, with the same core code as `rampart eval --suite`.
 
-use rampart_core::attack::suite::{Suite, SuiteConfig, run_suite};
+use rampart_core::eval::suite::{Suite, SuiteConfig, run_suite};
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 

@@ -6,8 +6,8 @@ use std::rc::Rc;
 use js_sys::Uint8Array;
 use rampart_core::argmax;
 use rampart_core::bundle::TextBundle;
-use rampart_core::encoder::SentenceEncoder;
 use rampart_core::text::classifier::Mlp;
+use rampart_core::text::encoder::SentenceEncoder;
 use rampart_core::text::explain::{self, ProbeConfig};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
@@ -74,22 +74,7 @@ pub(crate) fn install(source: TextSource) -> Result<TextModelInfo, JsError> {
         &device,
     )
     .map_err(err)?;
-    if encoder.fingerprint != bundle.header.encoder_fingerprint {
-        return Err(err(format!(
-            "the encoder files do not match the bundle: it was trained on {} with fingerprint \
-             {}…, these files have fingerprint {}…",
-            bundle.header.encoder,
-            &bundle.header.encoder_fingerprint[..12.min(bundle.header.encoder_fingerprint.len())],
-            &encoder.fingerprint[..12]
-        )));
-    }
-    if encoder.dim() != bundle.header.mlp.input {
-        return Err(err(format!(
-            "the encoder gives {}-d embeddings, the classifier takes {}",
-            encoder.dim(),
-            bundle.header.mlp.input
-        )));
-    }
+    bundle.header.check_encoder(&encoder).map_err(err)?;
     let mlp = bundle.model(&device).map_err(err)?;
     let info = TextModelInfo {
         class_names: bundle.header.class_names.clone(),

@@ -11,10 +11,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Attack, AttackOutput, Norm, check_inputs, eps_tensor, keep_first_success, project, rows,
-};
+use super::{Attack, AttackOutput, Norm, eps_tensor, keep_first_success, prepare, project, rows};
 use crate::error::{Error, Result};
+use crate::gradient::gradient;
 use crate::loss::{cross_entropy_per_sample, dlr_per_sample, dlr_targeted_per_sample};
 use crate::model::Model;
 
@@ -104,17 +103,19 @@ impl Apgd {
         labels: &Tensor<1, Int>,
         target: Option<&Tensor<1, Int>>,
     ) -> (Tensor<1>, Tensor<4>, Tensor<1, Int>) {
-        let xg = x.clone().detach().autodiff().require_grad();
-        let logits = model.forward(xg.clone());
-        let loss = match (self.config.loss, target) {
-            (ApgdLoss::CrossEntropy, _) => cross_entropy_per_sample(logits.clone(), labels.clone()),
-            (ApgdLoss::Dlr, None) => dlr_per_sample(logits.clone(), labels.clone()),
-            (ApgdLoss::Dlr, Some(t)) => {
-                dlr_targeted_per_sample(logits.clone(), labels.clone(), t.clone())
-            }
-        };
-        let grads = loss.clone().sum().backward();
-        let grad = xg.grad(&grads).expect("the input requires a gradient");
+        let (grad, (loss, logits)) = gradient(x.clone(), |xg| {
+            let logits = model.forward(xg);
+            let loss = match (self.config.loss, target) {
+                (ApgdLoss::CrossEntropy, _) => {
+                    cross_entropy_per_sample(logits.clone(), labels.clone())
+                }
+                (ApgdLoss::Dlr, None) => dlr_per_sample(logits.clone(), labels.clone()),
+                (ApgdLoss::Dlr, Some(t)) => {
+                    dlr_targeted_per_sample(logits.clone(), labels.clone(), t.clone())
+                }
+            };
+            (loss.clone(), (loss, logits))
+        });
         let pred = logits.without_autodiff().argmax(1).squeeze_dim::<1>(1);
         (loss.without_autodiff(), grad, pred)
     }
@@ -238,10 +239,7 @@ impl Attack for Apgd {
         eps: &[f32],
         seed: u64,
     ) -> Result<AttackOutput> {
-        check_inputs(&images, &labels, eps)?;
-        let model = model.frozen();
-        let x = images.detach().without_autodiff();
-        let labels = labels.without_autodiff();
+        let (model, x, labels) = prepare(model, images, labels, eps)?;
         let classes = model.num_classes();
         let min_classes = match (self.config.loss, self.config.targets) {
             (ApgdLoss::Dlr, Some(_)) => 4,

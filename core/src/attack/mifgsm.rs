@@ -6,8 +6,7 @@ use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Attack, AttackLoss, AttackOutput, Norm, check_inputs, eps_tensor, input_gradient, project,
-    success,
+    Attack, AttackLoss, AttackOutput, Norm, eps_tensor, input_gradient, prepare, project, success,
 };
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -57,10 +56,7 @@ impl Attack for MiFgsm {
         eps: &[f32],
         _seed: u64,
     ) -> Result<AttackOutput> {
-        check_inputs(&images, &labels, eps)?;
-        let model = model.frozen();
-        let x = images.detach().without_autodiff();
-        let labels = labels.without_autodiff();
+        let (model, x, labels) = prepare(model, images, labels, eps)?;
         let [n, c, h, w] = x.dims();
         let eps_t = eps_tensor(eps, &x);
         let alpha = eps_t.clone() / self.config.steps as f32;

@@ -4,13 +4,12 @@
 //! tensor, so that no attack needs a synchronous read-back (the browser forbids them).
 
 pub mod apgd;
-pub mod diagnose;
 pub mod mifgsm;
 pub mod pgd;
 pub mod ra;
 pub mod semantic;
+pub mod spec;
 pub mod square;
-pub mod suite;
 
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
@@ -18,8 +17,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub use pgd::{Pgd, PgdConfig};
+pub use spec::{AttackMethod, AttackSpec};
 
 use crate::error::{Error, Result};
+use crate::gradient::gradient_of;
 use crate::loss::{cross_entropy_per_sample, cw_margin_per_sample};
 use crate::model::Model;
 
@@ -89,6 +90,23 @@ pub(crate) fn check_inputs(images: &Tensor<4>, labels: &Tensor<1, Int>, eps: &[f
     Ok(())
 }
 
+/// What every white-box attack starts from: the arguments checked, a frozen copy of the
+/// model (no parameter gradients, no training behaviour), and the inputs off the autodiff
+/// graph, so the caller's tensors are never touched.
+pub(crate) fn prepare(
+    model: &Model,
+    images: Tensor<4>,
+    labels: Tensor<1, Int>,
+    eps: &[f32],
+) -> Result<(Model, Tensor<4>, Tensor<1, Int>)> {
+    check_inputs(&images, &labels, eps)?;
+    Ok((
+        model.frozen(),
+        images.detach().without_autodiff(),
+        labels.without_autodiff(),
+    ))
+}
+
 /// Gradient of the summed per-sample objective with respect to the input. The model must be
 /// frozen; the input is put on the autodiff device, so a model without autodiff works too.
 /// Summing (not averaging) keeps each sample's gradient independent of the batch size.
@@ -99,11 +117,9 @@ pub fn input_gradient(
     loss: AttackLoss,
     targeted: bool,
 ) -> Tensor<4> {
-    let x = x.detach().autodiff().require_grad();
-    let logits = model.forward(x.clone());
-    let objective = objective_per_sample(logits, labels, loss, targeted).sum();
-    let grads = objective.backward();
-    x.grad(&grads).expect("the input requires a gradient")
+    gradient_of(x, |x| {
+        objective_per_sample(model.forward(x), labels, loss, targeted)
+    })
 }
 
 /// Per-sample value the attack maximises.

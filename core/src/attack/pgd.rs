@@ -4,8 +4,8 @@ use burn::tensor::{Bool, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Attack, AttackLoss, AttackOutput, Norm, ascent_step, check_inputs, eps_tensor, input_gradient,
-    keep_first_success, project, random_start, success,
+    Attack, AttackLoss, AttackOutput, Norm, ascent_step, eps_tensor, input_gradient,
+    keep_first_success, prepare, project, random_start, success,
 };
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -127,10 +127,7 @@ impl Pgd {
         seed: u64,
         report: bool,
     ) -> Result<(Tensor<4>, Option<Tensor<1, Bool>>)> {
-        check_inputs(&images, &labels, eps)?;
-        let model = model.frozen();
-        let x = images.detach().without_autodiff();
-        let labels = labels.without_autodiff();
+        let (model, x, labels) = prepare(model, images, labels, eps)?;
         let targeted = self.config.targeted;
         let first = self.one_run(&model, &x, &labels, eps, seed);
         if !report && self.config.restarts == 1 {

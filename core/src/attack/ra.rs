@@ -15,6 +15,7 @@ use super::{
     random_start, success,
 };
 use crate::error::{Error, Result};
+use crate::gradient::gradient_of;
 use crate::loss::cross_entropy_per_sample;
 use crate::model::{Model, RaMask};
 
@@ -53,9 +54,7 @@ impl RaAttack {
         let alpha = eps_t.clone() * (2.5 / self.steps as f32);
         let mut adv = random_start(x, eps, Norm::Linf, seed);
         for _ in 0..self.steps {
-            let a = adv.clone().detach().autodiff().require_grad();
-            let grads = objective(model, a.clone()).sum().backward();
-            let g = a.grad(&grads).expect("the input requires a gradient");
+            let g = gradient_of(adv.clone(), |a| objective(model, a));
             adv = project(
                 x,
                 ascent_step(adv, g, &alpha, Norm::Linf),

@@ -126,6 +126,23 @@ pub struct AttributeSpace {
     pub attributes: Vec<Attribute>,
 }
 
+impl std::str::FromStr for Attribute {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Attribute::ALL
+            .into_iter()
+            .find(|a| a.name() == name.trim())
+            .ok_or_else(|| {
+                let all: Vec<&str> = Attribute::ALL.iter().map(|a| a.name()).collect();
+                Error::invalid(
+                    "attribute",
+                    format!("unknown attribute '{name}' (one of {})", all.join(", ")),
+                )
+            })
+    }
+}
+
 impl AttributeSpace {
     pub fn new(attributes: Vec<Attribute>, channels: usize) -> Result<Self> {
         if attributes.is_empty() {

@@ -10,14 +10,26 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-pub mod text;
-
 use crate::error::{Error, Result};
 
 const IDX_LABELS_MAGIC: u32 = 0x0000_0801;
 const IDX_IMAGES_MAGIC: u32 = 0x0000_0803;
 const CIFAR_SIDE: usize = 32;
 const CIFAR_RECORD: usize = 1 + 3 * CIFAR_SIDE * CIFAR_SIDE;
+
+/// How a training run splits its data (see [`ImageDataset::holdout`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldoutSpec {
+    /// Use the first `limit` training images only.
+    pub limit: Option<usize>,
+    /// Images held out for validation.
+    pub val_size: usize,
+    /// Imbalance ratio of a long-tailed training subset.
+    pub long_tail: Option<f32>,
+    pub long_tail_seed: u64,
+    /// The run's seed (draws the validation slice without a long tail).
+    pub seed: u64,
+}
 
 /// The datasets Rampart knows how to find on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,6 +275,59 @@ impl ImageDataset {
         class_counts(&self.labels, self.num_classes())
     }
 
+    /// SHA-256 of everything that shapes training on this set: shape, class names, labels
+    /// and pixels, in order.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for d in [self.channels, self.height, self.width, self.labels.len()] {
+            h.update((d as u64).to_le_bytes());
+        }
+        for name in &self.class_names {
+            h.update((name.len() as u64).to_le_bytes());
+            h.update(name.as_bytes());
+        }
+        for &l in &self.labels {
+            h.update((l as u64).to_le_bytes());
+        }
+        for v in &self.images {
+            h.update(v.to_le_bytes());
+        }
+        format!("{:x}", h.finalize())
+    }
+
+    /// The training and validation sets of a run, carved out of a training split as `spec`
+    /// says: the first `limit` images, then a seeded validation slice (kept balanced), then
+    /// optionally a long-tailed subset of the rest.
+    pub fn holdout(self, spec: &HoldoutSpec) -> Result<(Self, Self)> {
+        let full = match spec.limit {
+            Some(n) => self.take(n),
+            None => self,
+        };
+        if spec.val_size >= full.len() {
+            return Err(Error::invalid(
+                "validation split",
+                format!(
+                    "holding out {} images leaves no training data ({} images)",
+                    spec.val_size,
+                    full.len()
+                ),
+            ));
+        }
+        // With a long tail, both draws follow its seed, so runs with different training seeds
+        // share one long-tailed set.
+        let split_seed = match spec.long_tail {
+            Some(_) => spec.long_tail_seed,
+            None => spec.seed,
+        };
+        let (train, val) = full.split_off(spec.val_size, split_seed ^ 0x5eed);
+        let train = match spec.long_tail {
+            Some(ratio) => train.long_tailed(ratio, spec.long_tail_seed ^ 0x7a11)?,
+            None => train,
+        };
+        Ok((train, val))
+    }
+
     /// A long-tailed subset with an exponential profile: class `c` keeps
     /// `⌊n_max · ratio^(−c/(K−1))⌋` items (at least 1), where `n_max` is the smallest class
     /// count, so every class can supply its share; class 0 is the head, class K−1 the tail
@@ -336,13 +401,24 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     gunzip_if_needed(crate::read_file(path)?, &path.display().to_string())
 }
 
+/// The most bytes one gzipped file may expand to (1 GiB; MNIST's largest file is 47 MB).
+pub const MAX_GUNZIPPED_BYTES: u64 = 1 << 30;
+
 /// Gunzips bytes that start with the gzip magic; returns others unchanged.
 pub fn gunzip_if_needed(raw: Vec<u8>, what: &str) -> Result<Vec<u8>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
+        // Bounded: a small crafted stream can claim to expand to any size.
         flate2::read::GzDecoder::new(&raw[..])
+            .take(MAX_GUNZIPPED_BYTES + 1)
             .read_to_end(&mut out)
             .map_err(|e| Error::invalid(what, format!("corrupt gzip stream: {e}")))?;
+        if out.len() as u64 > MAX_GUNZIPPED_BYTES {
+            return Err(Error::invalid(
+                what,
+                format!("expands to more than {MAX_GUNZIPPED_BYTES} bytes"),
+            ));
+        }
         Ok(out)
     } else {
         Ok(raw)

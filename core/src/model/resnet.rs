@@ -16,6 +16,7 @@ use super::{
     NamedWeights, Normalization, RaMask, RaOutput, gate_rows, push_conv, push_linear, push_tensor,
 };
 use crate::error::{Error, Result};
+use crate::model::{check_sizes, check_weight_count};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResNetConfig {
@@ -50,6 +51,13 @@ impl ResNetConfig {
 
     pub fn validate(&self) -> Result<()> {
         let bad = |r: &str| Err(Error::invalid("model config", r));
+        check_sizes(
+            self.in_channels,
+            self.height,
+            self.width,
+            self.num_classes,
+            &[self.base_width.saturating_mul(8)],
+        )?;
         if self.in_channels == 0 || self.num_classes < 2 || self.base_width == 0 {
             return bad("needs input channels, two classes and a positive width");
         }
@@ -60,7 +68,29 @@ impl ResNetConfig {
         if n.mean.len() != self.in_channels || n.std.len() != self.in_channels {
             return bad("normalisation needs one mean and one std per input channel");
         }
-        Ok(())
+        if n.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return bad("normalisation std must be positive and finite");
+        }
+        check_weight_count(self.weight_count())
+    }
+
+    /// Weights of the convolutions and the linear layer (BatchNorm not counted), or `None`
+    /// when the count overflows.
+    pub(crate) fn weight_count(&self) -> Option<u64> {
+        let w = self.base_width as u64;
+        let mut total = 9u64.checked_mul(self.in_channels as u64)?.checked_mul(w)?;
+        let mut channels = w;
+        for (stage, out) in [w, 2 * w, 4 * w, 8 * w].into_iter().enumerate() {
+            for (i, o, stride) in [
+                (channels, out, if stage == 0 { 1 } else { 2 }),
+                (out, out, 1),
+            ] {
+                let shortcut = if stride != 1 || i != o { i * o } else { 0 };
+                total = total.checked_add(9 * i * o + 9 * o * o + shortcut)?;
+            }
+            channels = out;
+        }
+        total.checked_add(8 * w * self.num_classes as u64)
     }
 
     pub fn init(&self, device: &Device) -> Result<PreActResNet> {

@@ -14,6 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::gradient::gradient_of;
 use crate::loss::FocalLoss;
 
 /// Layer widths of the MLP head.
@@ -36,7 +37,33 @@ impl MlpConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(Error::invalid("mlp config", "dropout must be in [0, 1)"));
         }
-        Ok(())
+        let widest = [self.input, self.num_classes]
+            .into_iter()
+            .chain(self.hidden.iter().copied())
+            .max()
+            .unwrap_or(0);
+        if widest > crate::model::MAX_WIDTH || self.hidden.len() > 16 {
+            return Err(Error::invalid(
+                "mlp config",
+                format!(
+                    "at most 16 hidden layers of width ≤ {}",
+                    crate::model::MAX_WIDTH
+                ),
+            ));
+        }
+        crate::model::check_weight_count(self.weight_count())
+    }
+
+    /// Weights of the linear layers (biases not counted), or `None` on overflow.
+    pub fn weight_count(&self) -> Option<u64> {
+        let widths: Vec<u64> = std::iter::once(self.input)
+            .chain(self.hidden.iter().copied())
+            .chain(std::iter::once(self.num_classes))
+            .map(|w| w as u64)
+            .collect();
+        widths
+            .windows(2)
+            .try_fold(0u64, |t, p| t.checked_add(p[0].checked_mul(p[1])?))
     }
 
     pub fn init(&self, device: &Device) -> Result<Mlp> {
@@ -271,14 +298,8 @@ pub fn perturb(
     loss: &FocalLoss,
 ) -> Option<Tensor<2>> {
     let frozen = || model.clone().freeze();
-    let grad = |m: &Mlp, at: Tensor<2>| {
-        let at = at.detach().require_grad();
-        let g = loss
-            .per_sample(m.forward(at.clone()), y.clone())
-            .sum()
-            .backward();
-        at.grad(&g).expect("input gradient")
-    };
+    let grad =
+        |m: &Mlp, at: Tensor<2>| gradient_of(at, |at| loss.per_sample(m.forward(at), y.clone()));
     match kind {
         Perturbation::None => None,
         Perturbation::Gaussian => {
@@ -430,8 +451,21 @@ pub async fn predict_proba(model: &Mlp, x: &[Vec<f32>], device: &Device) -> Resu
     let mut out = Vec::with_capacity(x.len());
     for chunk in x.chunks(1024) {
         let probs = burn::tensor::activation::softmax(m.forward(matrix(chunk, &device)?), 1);
-        let v = crate::eval::read_floats(probs).await?;
+        let v = crate::tensor_io::read_floats(probs).await?;
         out.extend(v.chunks(k).map(<[f32]>::to_vec));
     }
     Ok(out)
+}
+
+/// Accuracy, F1 and per-class metrics of `model` on embeddings `x` with true classes `labels`.
+pub async fn evaluate(
+    model: &Mlp,
+    x: &[Vec<f32>],
+    labels: &[usize],
+    class_names: &[String],
+    device: &Device,
+) -> Result<super::metrics::ClassificationReport> {
+    let probs = predict_proba(model, x, device).await?;
+    let predicted: Vec<usize> = probs.iter().map(|p| crate::argmax(p)).collect();
+    super::metrics::classification_report(labels, &predicted, class_names)
 }

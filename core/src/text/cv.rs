@@ -1,9 +1,20 @@
-//! Repeated stratified k-fold cross-validation splits.
+//! Repeated stratified k-fold cross-validation: the splits, and the whole pipeline of
+//! `rampart text cv` (train on the training folds, score every held-out fold, summarise).
 
+use std::collections::HashSet;
+
+use burn::tensor::Device;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
+use super::classifier::{TextTrainConfig, logit_adjustment, predict_proba, train_mlp};
+use super::data::TextDataset;
+use super::metrics::{classification_report, mean_sd};
+use super::tfidf::Tfidf;
+use crate::argmax;
+use crate::data::class_counts;
 use crate::error::{Error, Result};
 
 /// The fold (0..k) of each sample: every class is shuffled (seeded) and dealt round-robin
@@ -33,4 +44,267 @@ pub fn stratified_folds(labels: &[usize], k: usize, seed: u64) -> Result<Vec<usi
         }
     }
     Ok(fold)
+}
+
+/// The input features of a cross-validated classifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Features {
+    /// Sentence embeddings.
+    Embedding,
+    /// TF-IDF of words and word pairs, fit on the training fold.
+    Tfidf,
+    /// Both, concatenated.
+    Both,
+}
+
+/// What to cross-validate: `repeats` × `folds` runs of the recipe `config`, each scored at
+/// every post-hoc logit adjustment τ in `logit_adjust` (the first one is the headline).
+#[derive(Debug, Clone)]
+pub struct CvSpec {
+    pub folds: usize,
+    pub repeats: usize,
+    pub features: Features,
+    pub logit_adjust: Vec<f32>,
+    pub config: TextTrainConfig,
+    /// The augmentation's name, for the report.
+    pub augment: String,
+}
+
+/// The reports and their embeddings; augmented reports join a training fold only when none
+/// of their source reports is held out in it.
+pub struct CvData<'a> {
+    pub base: &'a TextDataset,
+    pub base_embeddings: &'a [Vec<f32>],
+    pub augmented: Option<(&'a TextDataset, &'a [Vec<f32>])>,
+}
+
+/// Mean and standard deviation over the runs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MeanSd {
+    pub mean: f64,
+    pub sd: f64,
+}
+
+impl MeanSd {
+    fn of(values: impl Iterator<Item = f64>) -> Self {
+        let (mean, sd) = mean_sd(&values.collect::<Vec<_>>());
+        Self { mean, sd }
+    }
+}
+
+/// One run's scores at one τ.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TauScores {
+    pub tau: f32,
+    pub accuracy: f64,
+    pub macro_f1: f64,
+    pub weighted_f1: f64,
+    pub per_class_f1: Vec<f64>,
+}
+
+/// One fold of one repeat: its scores at the first τ, then at every τ.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CvRun {
+    #[serde(flatten)]
+    pub headline: TauScores,
+    pub repeat: usize,
+    pub fold: usize,
+    pub logit_adjust: Vec<TauScores>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassF1 {
+    pub class: String,
+    pub f1: MeanSd,
+}
+
+/// The runs summarised at one τ.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TauSummary {
+    pub tau: f32,
+    pub accuracy: MeanSd,
+    pub macro_f1: MeanSd,
+    pub weighted_f1: MeanSd,
+    pub per_class: Vec<ClassF1>,
+}
+
+/// `rampart text cv`'s report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CvReport {
+    pub folds: usize,
+    pub repeats: usize,
+    pub reports: usize,
+    pub augment: String,
+    pub features: Features,
+    pub config: TextTrainConfig,
+    pub accuracy: MeanSd,
+    pub macro_f1: MeanSd,
+    pub weighted_f1: MeanSd,
+    pub logit_adjust: Vec<TauSummary>,
+    pub runs: Vec<CvRun>,
+}
+
+/// Repeated stratified cross-validation of a recipe. Each run trains on its training folds
+/// (plus the augmentations of their reports) with its own seed, and is scored on the held-out
+/// fold; `progress(done, total)` counts runs.
+pub async fn cross_validate(
+    data: &CvData<'_>,
+    spec: &CvSpec,
+    device: &Device,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<CvReport> {
+    if spec.logit_adjust.is_empty() || spec.logit_adjust.iter().any(|t| !t.is_finite()) {
+        return Err(Error::invalid(
+            "cross-validation",
+            "needs at least one finite logit adjustment τ",
+        ));
+    }
+    let base = data.base;
+    if data.base_embeddings.len() != base.len()
+        || data.augmented.is_some_and(|(d, x)| d.len() != x.len())
+    {
+        return Err(Error::invalid(
+            "cross-validation",
+            "one embedding per report is needed",
+        ));
+    }
+    let labels = base.labels();
+    let k = base.num_classes();
+    let total = spec.folds * spec.repeats;
+    let mut runs = Vec::with_capacity(total);
+    for r in 0..spec.repeats {
+        let fold = stratified_folds(
+            &labels,
+            spec.folds,
+            spec.config.seed.wrapping_add(1000 + r as u64),
+        )?;
+        for f in 0..spec.folds {
+            let held: HashSet<&str> = base
+                .records
+                .iter()
+                .zip(&fold)
+                .filter(|(_, k)| **k == f)
+                .map(|(rec, _)| rec.id.as_str())
+                .collect();
+            let (mut tx, mut ty, mut vx, mut vy) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            // The texts in the same order, for lexical features.
+            let (mut train_texts, mut val_texts): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+            for (((v, &c), &k), rec) in data
+                .base_embeddings
+                .iter()
+                .zip(&labels)
+                .zip(&fold)
+                .zip(&base.records)
+            {
+                if k == f {
+                    vx.push(v.clone());
+                    vy.push(c);
+                    val_texts.push(&rec.text);
+                } else {
+                    tx.push(v.clone());
+                    ty.push(c);
+                    train_texts.push(&rec.text);
+                }
+            }
+            if let Some((aug, xa)) = data.augmented {
+                for (rec, v) in aug.records.iter().zip(xa) {
+                    // An augmentation of a held-out report would leak it into training.
+                    if !rec.sources.iter().any(|s| held.contains(s.as_str())) {
+                        tx.push(v.clone());
+                        ty.push(rec.label);
+                        train_texts.push(&rec.text);
+                    }
+                }
+            }
+            if spec.features != Features::Embedding {
+                // Fit the vocabulary on the training fold only.
+                let tfidf = Tfidf::fit(&train_texts, 2, 20_000, true)?;
+                let lexical = |texts: &[&str], dense: &mut Vec<Vec<f32>>| {
+                    for (i, t) in texts.iter().enumerate() {
+                        let v = tfidf.transform(t);
+                        if spec.features == Features::Both {
+                            dense[i].extend(v);
+                        } else {
+                            dense[i] = v;
+                        }
+                    }
+                };
+                lexical(&train_texts, &mut tx);
+                lexical(&val_texts, &mut vx);
+            }
+            let run_config = TextTrainConfig {
+                seed: spec.config.seed.wrapping_add((r * spec.folds + f) as u64),
+                ..spec.config.clone()
+            };
+            let model = train_mlp(&tx, &ty, k, &run_config, device, &mut |_| {})?;
+            let probs = predict_proba(&model, &vx, device).await?;
+            let counts = class_counts(&ty, k);
+            let per_tau = spec
+                .logit_adjust
+                .iter()
+                .map(|&tau| {
+                    let shift = logit_adjustment(&counts, tau);
+                    let pred: Vec<usize> = probs
+                        .iter()
+                        .map(|p| {
+                            let z: Vec<f32> = p
+                                .iter()
+                                .zip(&shift)
+                                .map(|(p, s)| p.max(1e-30).ln() + s)
+                                .collect();
+                            argmax(&z)
+                        })
+                        .collect();
+                    let report = classification_report(&vy, &pred, &base.class_names)?;
+                    Ok(TauScores {
+                        tau,
+                        accuracy: report.accuracy,
+                        macro_f1: report.macro_f1,
+                        weighted_f1: report.weighted_f1,
+                        per_class_f1: report.per_class.iter().map(|c| c.f1).collect(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            runs.push(CvRun {
+                headline: per_tau[0].clone(),
+                repeat: r,
+                fold: f,
+                logit_adjust: per_tau,
+            });
+            progress(runs.len(), total);
+        }
+    }
+    let at = |t: usize| runs.iter().map(move |r| &r.logit_adjust[t]);
+    let logit_adjust: Vec<TauSummary> = spec
+        .logit_adjust
+        .iter()
+        .enumerate()
+        .map(|(t, &tau)| TauSummary {
+            tau,
+            accuracy: MeanSd::of(at(t).map(|s| s.accuracy)),
+            macro_f1: MeanSd::of(at(t).map(|s| s.macro_f1)),
+            weighted_f1: MeanSd::of(at(t).map(|s| s.weighted_f1)),
+            per_class: (0..k)
+                .map(|c| ClassF1 {
+                    class: base.class_names[c].clone(),
+                    f1: MeanSd::of(at(t).map(|s| s.per_class_f1[c])),
+                })
+                .collect(),
+        })
+        .collect();
+    let headline = &logit_adjust[0];
+    Ok(CvReport {
+        folds: spec.folds,
+        repeats: spec.repeats,
+        reports: base.len(),
+        augment: spec.augment.clone(),
+        features: spec.features,
+        config: spec.config.clone(),
+        accuracy: headline.accuracy,
+        macro_f1: headline.macro_f1,
+        weighted_f1: headline.weighted_f1,
+        logit_adjust: logit_adjust.clone(),
+        runs,
+    })
 }

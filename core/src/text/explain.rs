@@ -15,10 +15,11 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::argmax;
-use crate::data::text::report_text;
-use crate::encoder::SentenceEncoder;
 use crate::error::{Error, Result};
+use crate::gradient::gradient_of;
 use crate::text::classifier::{Mlp, predict_proba};
+use crate::text::data::report_text;
+use crate::text::encoder::SentenceEncoder;
 
 /// The longest report accepted, in bytes (the longest OSHA report is under 10 kB).
 pub const MAX_REPORT_BYTES: usize = 100_000;
@@ -254,13 +255,13 @@ async fn flips_within(
     let step = 2.5 * r / steps as f32;
     let mut xa = x.clone();
     for _ in 0..steps {
-        let at = xa.clone().detach().autodiff().require_grad();
-        let logits = mlp.forward(at.clone());
-        // Margin: best other logit minus the true one.
-        let other = (logits.clone() - onehot.clone() * 1e9).max_dim(1);
-        let own = (logits * onehot.clone()).sum_dim(1);
-        let grads = (other - own).sum().backward();
-        let g = at.grad(&grads).expect("input gradient");
+        let g = gradient_of(xa.clone(), |at| {
+            let logits = mlp.forward(at);
+            // Margin: best other logit minus the true one.
+            let other = (logits.clone() - onehot.clone() * 1e9).max_dim(1);
+            let own = (logits * onehot.clone()).sum_dim(1);
+            (other - own).squeeze_dim::<1>(1)
+        });
         let gn = g
             .clone()
             .square()
@@ -279,7 +280,7 @@ async fn flips_within(
             .reshape([1, 1]);
         let factor = (dn.recip() * r).clamp_max(1.0);
         xa = (x.clone() + d * factor).detach();
-        let predicted = argmax(&crate::eval::read_floats(mlp.forward(xa.clone())).await?);
+        let predicted = argmax(&crate::tensor_io::read_floats(mlp.forward(xa.clone())).await?);
         if predicted != class {
             return Ok(Some(predicted));
         }

@@ -1,8 +1,15 @@
-//! Text classification on sentence embeddings (ABEX-RAT): the MLP head with focal loss and
-//! random adversarial training, and the metrics for imbalanced classes.
+//! Accident-report classification (ABEX-RAT): the OSHA reports (`data`), the MiniLM sentence
+//! encoder (`encoder`) and its embedding cache (`embed`), ABEX abstract → expand augmentation
+//! (`augment`), the MLP head with focal loss and random adversarial training (`classifier`),
+//! TF-IDF features (`tfidf`), cross-validation (`cv`), explanations and robustness probes
+//! (`explain`), and the metrics for imbalanced classes (`metrics`).
 
+pub mod augment;
 pub mod classifier;
 pub mod cv;
+pub mod data;
+pub mod embed;
+pub mod encoder;
 pub mod explain;
 pub mod metrics;
 pub mod tfidf;

@@ -13,8 +13,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::data::text::{TextDataset, TextRecord, normalize_whitespace};
 use crate::error::{Error, Result};
+use crate::text::data::{TextDataset, TextRecord, normalize_whitespace};
 
 /// Writes text for the two ABEX steps. Implementations must be usable from several threads
 /// (the pipeline runs `concurrency` calls at once).

@@ -9,11 +9,13 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::semantic::{Attribute, AttributeSpace, Sia, SiaConfig};
+use crate::attack::AttackLoss;
+use crate::attack::semantic::{Attribute, AttributeSpace, Sia, SiaConfig};
+use crate::attack::spec::MAX_STEPS;
 use crate::data::ImageDataset;
 use crate::error::{Error, Result};
-use crate::eval::{read_floats, read_ints};
 use crate::model::Model;
+use crate::tensor_io::{read_floats, read_ints};
 
 /// Attribute statistics over a set of successful attacks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,6 +95,65 @@ pub struct DiagnoseSettings {
     pub keep_images: bool,
 }
 
+/// The SIA attack of a diagnosis as the front ends describe it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiagnoseAttack {
+    /// Attribute names; empty: every attribute that applies to the images.
+    pub attributes: Vec<String>,
+    pub steps: usize,
+    /// Attribute step per iteration as a fraction of its range.
+    pub attribute_step: f32,
+    pub loss: AttackLoss,
+}
+
+impl DiagnoseAttack {
+    /// The validated SIA settings for images of `channels` channels.
+    pub fn sia_config(&self, channels: usize) -> Result<SiaConfig> {
+        if self.steps == 0 || self.steps > MAX_STEPS {
+            return Err(Error::invalid(
+                "diagnose",
+                format!("steps must be in 1..={MAX_STEPS}, got {}", self.steps),
+            ));
+        }
+        let mut config = SiaConfig::new(channels);
+        if !self.attributes.is_empty() {
+            config.attributes = self
+                .attributes
+                .iter()
+                .map(|n| n.parse())
+                .collect::<Result<_>>()?;
+        }
+        config.steps = self.steps;
+        config.attribute_step = self.attribute_step;
+        config.loss = self.loss;
+        Ok(config)
+    }
+}
+
+impl DiagnoseSettings {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.eps.is_finite() && self.eps >= 0.0) {
+            return Err(Error::invalid(
+                "diagnose",
+                format!("eps must be a finite number ≥ 0, got {}", self.eps),
+            ));
+        }
+        if self.sweep_points > MAX_SWEEP_POINTS {
+            return Err(Error::invalid(
+                "diagnose",
+                format!("sweep points must be at most {MAX_SWEEP_POINTS}"),
+            ));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::invalid("diagnose", "batch size must be ≥ 1"));
+        }
+        Ok(())
+    }
+}
+
+/// The most values one attribute's sweep may take.
+pub const MAX_SWEEP_POINTS: usize = 101;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Diagnosis {
     pub attributes: Vec<Attribute>,
@@ -126,6 +187,7 @@ pub async fn diagnose(
         seed,
         keep_images,
     } = *settings;
+    settings.validate()?;
     let n = limit.min(data.len());
     if n == 0 {
         return Err(Error::invalid("diagnose", "no images"));
@@ -224,7 +286,7 @@ pub async fn diagnose(
                 let m = idx.len();
                 // The same field as the attack on this batch drew; only elastic needs one.
                 let field = (a == Attribute::Elastic).then(|| {
-                    super::semantic::elastic_field(
+                    crate::attack::semantic::elastic_field(
                         m,
                         data.height,
                         data.width,

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::gradient::gradient_of;
 
 /// The fields of a BERT `config.json` the encoder needs.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -402,19 +403,10 @@ impl SentenceEncoder {
         let windows = self.frame(&pieces, 0);
         let (w, l) = (windows.len(), windows[0].ids.len());
         let (ids, mask) = self.batch(&windows, &(0..w).collect::<Vec<_>>(), l, device);
-        let words = self
-            .bert
-            .embed_words(ids)
-            .detach()
-            .autodiff()
-            .require_grad();
-        let embedding = self.pool(words.clone(), mask);
-        let grads = objective(embedding).sum().backward();
-        let g = words
-            .grad(&grads)
-            .expect("the word vectors require a gradient");
-        let scores = (g * words.detach().without_autodiff()).sum_dim(2);
-        let scores = crate::eval::read_floats(scores).await?;
+        let words = self.bert.embed_words(ids).detach();
+        let g = gradient_of(words.clone(), |w| objective(self.pool(w, mask)));
+        let scores = (g * words.without_autodiff()).sum_dim(2);
+        let scores = crate::tensor_io::read_floats(scores).await?;
         // Window k, position p (after `[CLS]`) holds piece k·span + p − 1.
         let span = self.max_tokens - 2;
         Ok((0..pieces.len())
@@ -524,7 +516,7 @@ impl SentenceEncoder {
             let summed = (tokens * mask.reshape([b, l, 1]))
                 .sum_dim(1)
                 .reshape([b, h]);
-            let values = crate::eval::read_floats(summed).await?;
+            let values = crate::tensor_io::read_floats(summed).await?;
             for (r, &w) in batch.iter().enumerate() {
                 let t = windows[w].text;
                 for (s, v) in sums[t].iter_mut().zip(&values[r * h..(r + 1) * h]) {

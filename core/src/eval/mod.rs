@@ -1,14 +1,20 @@
 //! Clean and robust accuracy, per attack and per ε, and the confusion matrix. Reads are
 //! asynchronous so the same code runs in a browser; native callers block on the future.
 
+pub mod diagnose;
+pub mod predict;
+pub mod report;
+pub mod suite;
+
 use burn::module::Module;
-use burn::tensor::{Bool, Device, Int, Tensor};
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::attack::Attack;
 use crate::data::ImageDataset;
 use crate::error::{Error, Result};
 use crate::model::Model;
+use crate::tensor_io::{read_bools, read_ints};
 
 /// Robust accuracy under one attack at one budget.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,33 +36,6 @@ pub struct EvalReport {
     /// `confusion[true][predicted]` on clean inputs.
     pub confusion: Vec<Vec<usize>>,
     pub class_names: Vec<String>,
-}
-
-pub(crate) async fn read_ints(t: Tensor<1, Int>) -> Result<Vec<i64>> {
-    t.into_data_async()
-        .await
-        .map_err(|e| Error::invalid("tensor read", format!("{e:?}")))?
-        .convert::<i64>()
-        .try_to_vec::<i64>()
-        .map_err(|e| Error::invalid("tensor read", format!("{e:?}")))
-}
-
-/// Every value of a float tensor, row-major, read asynchronously.
-pub(crate) async fn read_floats<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data_async()
-        .await
-        .map_err(|e| Error::invalid("tensor read", format!("{e:?}")))?
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| Error::invalid("tensor read", format!("{e:?}")))
-}
-
-pub(crate) async fn read_bools(t: Tensor<1, Bool>) -> Result<Vec<bool>> {
-    Ok(read_ints(t.int())
-        .await?
-        .into_iter()
-        .map(|v| v != 0)
-        .collect())
 }
 
 /// Evaluates `model` on `data`: clean accuracy, confusion matrix, and robust accuracy under

@@ -3,11 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
-use rampart_core::attack::AttackLoss;
-use rampart_core::attack::diagnose::{DiagnoseSettings, Diagnosis, diagnose};
-use rampart_core::attack::semantic::{Attribute, SiaConfig};
+use rampart_core::eval::diagnose::{DiagnoseAttack, DiagnoseSettings, Diagnosis, diagnose};
 
 use crate::device::DeviceChoice;
 use crate::{bar, load_bundle_and_test, plot};
@@ -49,36 +47,15 @@ pub struct DiagnoseArgs {
     json: bool,
 }
 
-fn attribute(name: &str) -> Result<Attribute> {
-    Attribute::ALL
-        .into_iter()
-        .find(|a| a.name() == name.trim())
-        .with_context(|| {
-            let all: Vec<&str> = Attribute::ALL.iter().map(|a| a.name()).collect();
-            format!("unknown attribute '{name}' (one of {})", all.join(", "))
-        })
-}
-
 pub fn run(a: DiagnoseArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
     let (bundle, test) = load_bundle_and_test(&a.bundle, data_dir)?;
-    let mut config = SiaConfig::new(test.channels);
-    if !a.attributes.is_empty() {
-        config.attributes = a
-            .attributes
-            .iter()
-            .map(|n| attribute(n))
-            .collect::<Result<_>>()?;
+    let config = DiagnoseAttack {
+        attributes: a.attributes.clone(),
+        steps: a.steps,
+        attribute_step: a.attribute_step,
+        loss: a.loss.parse()?,
     }
-    config.steps = a.steps;
-    config.attribute_step = a.attribute_step;
-    config.loss = match a.loss.as_str() {
-        "ce" => AttackLoss::CrossEntropy,
-        "cw" => AttackLoss::CwMargin,
-        other => bail!("unknown loss '{other}' (ce, cw)"),
-    };
-    if !(a.eps.is_finite() && a.eps >= 0.0) {
-        bail!("--eps must be a finite number ≥ 0");
-    }
+    .sia_config(test.channels)?;
     let dev = device.init()?;
     let model = bundle.model(&dev)?;
     let pb = bar(0, "diagnose");

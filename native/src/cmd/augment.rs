@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use rampart_core::augment::{AugmentConfig, Generator, OfflineGenerator, augment, to_jsonl};
-use rampart_core::data::text::load_osha;
+use rampart_core::text::augment::{AugmentConfig, Generator, OfflineGenerator, augment, to_jsonl};
+use rampart_core::text::data::load_osha;
 
 use crate::bar;
 use crate::llm::{API_KEY_VAR, ChatGenerator, ChatSettings};

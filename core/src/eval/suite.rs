@@ -11,22 +11,22 @@
 //! Square (5000), AutoAttack's "standard" ensemble without FAB-T; `adaptive` — the
 //! autoattack ensemble plus MI-FGSM and a 5-restart PGD-100 on the CW margin, the
 //! white-box attacks with other update rules and losses. For a reverse-attention model every
-//! suite adds the adaptive attacks of [`super::ra`] (through the auxiliary heads, through every
+//! suite adds the adaptive attacks of [`crate::attack::ra`] (through the auxiliary heads, through every
 //! fixed mask, BPDA through the argmax) before the black-box attack.
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::apgd::ApgdConfig;
-use super::mifgsm::MiFgsmConfig;
-use super::ra::{RaAttack, RaAttackKind};
-use super::square::SquareConfig;
-use super::{Attack, AttackLoss, Norm, PgdConfig, input_gradient};
+use crate::attack::apgd::ApgdConfig;
+use crate::attack::mifgsm::MiFgsmConfig;
+use crate::attack::ra::{RaAttack, RaAttackKind};
+use crate::attack::square::SquareConfig;
+use crate::attack::{Attack, AttackLoss, Norm, PgdConfig, input_gradient};
 use crate::data::ImageDataset;
 use crate::error::{Error, Result};
-use crate::eval::{read_bools, read_floats, read_ints};
 use crate::model::Model;
+use crate::tensor_io::{read_bools, read_floats, read_ints};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

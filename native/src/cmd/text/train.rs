@@ -1,0 +1,135 @@
+//! `rampart text train`: trains the report classifier and writes its bundle.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use rampart_core::bundle::{TextBundle, TextBundleHeader};
+use rampart_core::text::classifier::{MlpConfig, evaluate, logit_adjustment, train_mlp};
+use rampart_core::text::data::{TextDataset, load_osha};
+
+use super::{EncoderArgs, FeaturesArg, RecipeArgs, embed, open_encoder};
+use crate::bar;
+use crate::device::DeviceChoice;
+
+#[derive(Args)]
+pub struct TextTrainArgs {
+    #[command(flatten)]
+    encoder: EncoderArgs,
+    #[command(flatten)]
+    pub(super) recipe: RecipeArgs,
+    /// Train on the first N reports of the (augmented) training set only.
+    #[arg(long)]
+    pub(super) limit: Option<usize>,
+    /// Validation file in the OSHA format (default: <data-dir>/osha/val.json).
+    #[arg(long)]
+    pub(super) val: Option<PathBuf>,
+    /// Where to write the bundle.
+    #[arg(long, default_value = "osha.rampart-text")]
+    pub(super) out: PathBuf,
+    /// Print the validation metrics as one JSON object.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+fn training_set(a: &TextTrainArgs, data_dir: &Path) -> Result<TextDataset> {
+    let osha = data_dir.join("osha");
+    if a.recipe.features != FeaturesArg::Embedding {
+        bail!("--features tfidf|both is for `text cv` only: bundles hold embedding classifiers");
+    }
+    let train = load_osha(&osha.join("train.json"))?;
+    let mut set = match a.recipe.augmentation(&osha, &train.class_names)? {
+        None => train,
+        Some(extra) => train.concat(&extra)?,
+    };
+    if let Some(n) = a.limit {
+        set.records.truncate(n);
+    }
+    Ok(set)
+}
+
+pub fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
+    let train = training_set(&a, data_dir)?;
+    let val = load_osha(
+        &a.val
+            .clone()
+            .unwrap_or_else(|| data_dir.join("osha/val.json")),
+    )?;
+    let mut embedder = open_encoder(&a.encoder, data_dir, device)?;
+    let clock = std::time::Instant::now();
+    let x = embed(&mut embedder, &train.texts())?;
+    // Embedded here, before training, so that the embedding time covers both files.
+    let val_x = embed(&mut embedder, &val.texts())?;
+    let embed_seconds = clock.elapsed().as_secs_f64();
+    let config = a.recipe.config()?;
+    let clock = std::time::Instant::now();
+    let pb = bar(config.epochs as u64, "train");
+    let mut history = Vec::new();
+    let model = train_mlp(
+        &x,
+        &train.labels(),
+        train.num_classes(),
+        &config,
+        &embedder.device,
+        &mut |e| {
+            pb.inc(1);
+            pb.set_message(format!("loss {:.3}", e.train_loss));
+            history.push(e.clone());
+        },
+    )?;
+    pb.finish_and_clear();
+    let train_seconds = clock.elapsed().as_secs_f64();
+    let tau = match a.recipe.logit_adjust[..] {
+        [t] if t.is_finite() => t,
+        _ => bail!("text train takes one --logit-adjust value"),
+    };
+    let model = model.shift_logits(&logit_adjustment(&train.class_counts(), tau))?;
+    let header = TextBundleHeader {
+        mlp: MlpConfig {
+            input: embedder.encoder.dim(),
+            hidden: config.hidden.clone(),
+            num_classes: train.num_classes(),
+            dropout: config.dropout,
+        },
+        class_names: train.class_names.clone(),
+        encoder: "all-MiniLM-L6-v2".into(),
+        encoder_fingerprint: embedder.encoder.fingerprint.clone(),
+        recipe: serde_json::json!({
+            "augment": a.recipe.augment_name(),
+            "logit_adjust": tau,
+            "train_reports": train.len(),
+            "config": config,
+        }),
+        metrics: serde_json::Value::Null,
+        created_by: format!("rampart {}", env!("CARGO_PKG_VERSION")),
+    };
+    let mut bundle = TextBundle::new(&model, header)?;
+    // Scored through the bundle's own weights, as a user of the file would see them.
+    let report = pollster::block_on(evaluate(
+        &bundle.model(&embedder.device)?,
+        &val_x,
+        &val.labels(),
+        &bundle.header.class_names,
+        &embedder.device,
+    ))?;
+    let timing = serde_json::json!({
+        "embed_seconds": embed_seconds, "train_seconds": train_seconds,
+        "reports_embedded": train.len() + val.len(), "train_samples": train.len(),
+    });
+    bundle.header.metrics =
+        serde_json::json!({ "validation": report, "history": history, "timing": timing });
+    bundle.save(&a.out)?;
+    if a.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["timing"] = timing;
+        println!("{v}");
+    } else {
+        println!("wrote {}", a.out.display());
+        println!(
+            "validation: accuracy {:.4}  macro-F1 {:.4}  weighted-F1 {:.4}",
+            report.accuracy, report.macro_f1, report.weighted_f1
+        );
+    }
+    Ok(())
+}
