@@ -11,11 +11,17 @@ cargo build --release -p rampart -q
 mkdir -p runs
 d="${DEVICE:-cpu}"
 wide="${DEVICES_WIDE:-$d,$d,$d,$d}"
+report=$(cat <<'PY'
+import json, sys
+m = json.load(sys.stdin)
+print(f"round {sys.argv[1]} devices {sys.argv[2]}: {m['train_seconds']:.1f} s, "
+      f"train loss {m['history'][0]['train_loss']:.4f}")
+PY
+)
 for round in $(seq "${ROUNDS:-2}"); do
   for devices in "$d" "$d,$d" "$wide"; do
     out="runs/devices-$round-${devices//,/-}.rampart"
     "$RAMPART_BIN" train --overwrite --dataset mnist --limit 11000 --val-size 1000 --epochs 1 \
-      --test-size 0 --devices "$devices" --out "$out" --json |
-      python3 -c 'import json,sys; m=json.load(sys.stdin); print(f"round '"$round"' devices '"$devices"': {m[\"train_seconds\"]:.1f} s, train loss {m[\"history\"][0][\"train_loss\"]:.4f}")'
+      --test-size 0 --devices "$devices" --out "$out" --json | python3 -c "$report" "$round" "$devices"
   done
 done
