@@ -11,8 +11,6 @@ use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
 
 use super::{EpochMetrics, TrainConfig};
-#[allow(unused_imports)] // named in the docs
-use crate::data::ImageDataset;
 use crate::error::{Error, Result};
 use crate::io::{seal, unseal};
 use crate::model::{Model, ModelConfig};
@@ -32,7 +30,7 @@ pub(super) const CHECKPOINT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct CheckpointHeader {
-    /// Fingerprints of the training and validation sets (see [`ImageDataset::fingerprint`]);
+    /// Fingerprints of the training and validation sets (see [`crate::data::ImageDataset::fingerprint`]);
     /// `None` in checkpoints written before it existed.
     #[serde(default)]
     pub(super) data: Option<String>,
