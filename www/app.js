@@ -1,6 +1,6 @@
 // The demo page: draws or picks an image, classifies it live, and attacks it, all in the
 // browser through rampart-web (WebGPU, or the CPU fallback).
-import initWasm, * as rampart from "./pkg/rampart_web.js";
+import initRampart, * as rampart from "./rampart.js";
 import { $, bars, listItems, options } from "./ui.js";
 
 const status = (msg, error = false) => { $("status").textContent = msg; $("status").className = error ? "error" : ""; };
@@ -11,6 +11,16 @@ let busy = Promise.resolve();
 
 // Serialise calls into the wasm module: one computation at a time.
 const exclusive = (f) => (busy = busy.then(f, f));
+
+// A long call's progress in the status line, and the stop button that aborts it.
+function longCall(label) {
+  const controller = new AbortController();
+  $("stop").hidden = false;
+  $("stop").onclick = () => controller.abort();
+  const onProgress = ({ done, total }) => status(total ? `${label} ${done} / ${total} steps` : `${label} ${done} steps`);
+  const end = () => { $("stop").hidden = true; };
+  return { signal: controller.signal, onProgress, end };
+}
 
 function drawImage(canvas, pixels, [c, h, w]) {
   const ctx = canvas.getContext("2d");
@@ -67,8 +77,10 @@ function runAttack() {
   return exclusive(async () => {
     status("attacking…");
     const t0 = performance.now();
+    const run = longCall("attacking:");
     try {
-      const r = await rampart.attack({ pixels: current, method: $("method").value, eps: +$("eps").value, steps: +$("steps").value });
+      const r = await rampart.attack({ pixels: current, method: $("method").value, eps: +$("eps").value, steps: +$("steps").value,
+        signal: run.signal, onProgress: run.onProgress });
       drawImage($("adv"), r.adversarial, info.inputShape);
       const m = Math.max(1e-12, ...r.perturbation.map(Math.abs));
       drawImage($("delta"), r.perturbation.map((d) => 0.5 + 0.5 * d / m), info.inputShape);
@@ -76,7 +88,7 @@ function runAttack() {
         `(${r.success ? "fooled" : "held"}; ${r.attack}, ε=${+r.eps.toPrecision(4)}, L∞=${r.linf.toFixed(3)}, L2=${r.l2.toFixed(3)})`;
       bars($("adv-probs"), r.after.probabilities, info.classNames);
       status(`attack took ${(performance.now() - t0).toFixed(0)} ms`);
-    } catch (e) { status(e.message, true); }
+    } catch (e) { status(e.message, true); } finally { run.end(); }
   });
 }
 
@@ -93,10 +105,11 @@ function runDiagnose() {
   return exclusive(async () => {
     status("diagnosing…");
     const t0 = performance.now();
+    const run = longCall("diagnosing:");
     try {
       const d = await rampart.diagnose({
         samples: samples.images.map((p, i) => ({ pixels: p, label: samples.labels[i] })),
-        eps: +$("sia-eps").value, steps: +$("sia-steps").value, images: true,
+        eps: +$("sia-eps").value, steps: +$("sia-steps").value, images: true, signal: run.signal, onProgress: run.onProgress,
       });
       $("diagnose-result").textContent = `${d.overall.attacks} of ${d.clean_correct} correctly classified images broken ` +
         `(${(100 * d.success_rate).toFixed(0)} %). Share of the attribute change:`;
@@ -116,7 +129,7 @@ function runDiagnose() {
         $("gallery").append(fig);
       }
       status(`diagnosis took ${(performance.now() - t0).toFixed(0)} ms`);
-    } catch (e) { status(e.message, true); }
+    } catch (e) { status(e.message, true); } finally { run.end(); }
   });
 }
 
@@ -138,9 +151,11 @@ function runSuite() {
   return exclusive(async () => {
     status("running the quick suite…");
     const t0 = performance.now();
+    const run = longCall("quick suite:");
     try {
       const r = await rampart.evaluateSuite({
         samples: samples.images.map((p, i) => ({ pixels: p, label: samples.labels[i] })), eps: +$("suite-eps").value,
+        signal: run.signal, onProgress: run.onProgress,
       });
       $("suite-result").textContent = `clean ${(100 * r.clean_accuracy).toFixed(0)} %, robust ${(100 * r.robust_accuracy).toFixed(0)} % ` +
         `at ε = ${r.eps} (` + r.stages.map((s) => `${s.attack} broke ${s.broke}`).join(", ") + ")";
@@ -148,7 +163,7 @@ function runSuite() {
       if (r.sanity.flags.length) listItems($("suite-flags"), r.sanity.flags, "error");
       else listItems($("suite-flags"), ["sanity checks passed"]);
       status(`suite took ${(performance.now() - t0).toFixed(0)} ms`);
-    } catch (e) { status(e.message, true); }
+    } catch (e) { status(e.message, true); } finally { run.end(); }
   });
 }
 
@@ -182,6 +197,6 @@ $("run-diagnose").onclick = runDiagnose;
 $("run-suite").onclick = runSuite;
 $("backend-choice").onchange = (e) => exclusive(() => start(e.target.value));
 
-await initWasm();
+await initRampart();
 clearDrawing();
 exclusive(() => start("auto"));

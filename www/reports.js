@@ -1,6 +1,6 @@
 // The report page: downloads the sentence encoder (with progress, kept in the browser's
 // Cache Storage), then classifies, explains and probes reports through rampart-web.
-import initWasm, * as rampart from "./pkg/rampart_web.js";
+import initRampart, * as rampart from "./rampart.js";
 import { $, bars as drawBars, el, escape, options } from "./ui.js";
 
 const status = (msg, error = false) => { $("status").textContent = msg; $("status").className = error ? "error" : ""; };
@@ -105,7 +105,7 @@ $("backend-choice").onchange = () => exclusive(async () => {
 
 (async () => {
   try {
-    await initWasm();
+    await initRampart();
     const r = await rampart.init({ backend: new URLSearchParams(location.search).get("backend") || "auto" });
     $("backend").textContent = r.backend === "webgpu" ? "WebGPU" : `CPU${r.reason ? ` (${r.reason})` : ""}`;
     status("downloading the model…");

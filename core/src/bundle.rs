@@ -7,7 +7,7 @@
 
 use burn::module::Module;
 use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device};
+use burn::tensor::{Bytes, DType, Device};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -64,13 +64,45 @@ fn record_bytes<M: Module>(model: &M) -> Result<Vec<u8>> {
         .to_vec())
 }
 
+/// Refuses a weights section Burn's record load would panic on: every tensor must be f32
+/// (Rampart's models hold nothing else) and its bytes must be exactly its shape's worth.
+pub(crate) fn check_record(bytes: &[u8]) -> std::result::Result<(), String> {
+    let tensors = burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
+        .and_then(burn_pack::Reader::into_tensors)
+        .map_err(|e| format!("unreadable weights: {e}"))?;
+    for t in &tensors {
+        if t.dtype != DType::F32 {
+            return Err(format!(
+                "weights do not match the architecture: tensor {} is {:?}, not f32",
+                t.name, t.dtype
+            ));
+        }
+        let bytes = t
+            .shape
+            .iter()
+            .try_fold(4usize, |n, &d| n.checked_mul(d))
+            .filter(|&n| n == t.byte_len());
+        if bytes.is_none() {
+            return Err(format!(
+                "weights do not match the architecture: tensor {} holds {} bytes for shape {:?}",
+                t.name,
+                t.byte_len(),
+                &t.shape[..]
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `module` with the weights of `bytes`; weights that do not fit it are an error.
 fn load_record<M: Module>(module: M, bytes: &[u8]) -> Result<M> {
+    // Burn 0.22.1 panics inside the load when a tensor of the record has an integer dtype
+    // where the module holds floats (found by core/tests/fuzz.rs). Checked first, so that
+    // wasm, where a panic aborts, never reaches it.
+    check_record(bytes).map_err(Error::Bundle)?;
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
         .map_err(|e| Error::Bundle(format!("unreadable weights: {e}")))?;
-    // Burn 0.22.1 panics inside the load when a tensor of the record has an integer dtype
-    // where the module holds floats (found by core/tests/fuzz.rs); natively the panic becomes
-    // this error. (In wasm a panic aborts: there only the checksum guards against it.)
+    // Any other panic of the load stays an error natively.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         module.try_load_record(record)
     }))

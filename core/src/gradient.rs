@@ -22,6 +22,7 @@ pub fn gradient<const D: usize, T>(
         None
     };
     let grad = grad.unwrap_or_else(|| x.detach().without_autodiff().zeros_like());
+    crate::progress::tick();
     (grad, extra)
 }
 

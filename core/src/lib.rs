@@ -14,6 +14,7 @@ pub mod io;
 pub mod kernels;
 pub mod loss;
 pub mod model;
+pub mod progress;
 pub mod tensor_io;
 pub mod text;
 pub mod train;

@@ -9,9 +9,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rampart_core::Error;
 use rampart_core::error::Result;
 use rampart_core::text::augment::{
-    AugmentConfig, Generator, OfflineGenerator, augment, dedup_key, parse_jsonl, to_jsonl,
+    AugmentConfig, Generated, Generator, Journal, OfflineGenerator, augment, augment_with,
+    dedup_key, parse_jsonl, to_jsonl,
 };
 use rampart_core::text::data::{TextDataset, parse_osha};
+use rampart_core::text::journal::{
+    AugmentJournal, OpenMode, RunIdentity, calls_path, data_fingerprint,
+};
 
 fn train() -> TextDataset {
     let mut rows = Vec::new();
@@ -224,4 +228,131 @@ fn failed_calls_and_duplicates_are_counted_and_concurrency_is_bounded() {
         ..Default::default()
     };
     assert!(augment(&t, &g, &bad, &|_, _| {}).is_err());
+}
+
+/// A generator that counts its calls, answering like the offline one.
+struct Counting {
+    inner: OfflineGenerator,
+    calls: AtomicUsize,
+}
+
+impl Generator for Counting {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn prompt_version(&self) -> String {
+        self.inner.prompt_version()
+    }
+    fn abstract_report(&self, report: &str, class: &str) -> Result<String> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.abstract_report(report, class)
+    }
+    fn expand(&self, abstracts: &[&str], class: &str, seed: u64) -> Result<String> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.expand(abstracts, class, seed)
+    }
+}
+
+/// A journal that dies (returns an error, as a killed process stops) once `limit` reports
+/// have been accepted.
+struct DiesAfter<'a> {
+    inner: &'a AugmentJournal,
+    limit: usize,
+}
+
+impl Journal for DiesAfter<'_> {
+    fn cached(&self, key: &str) -> Option<String> {
+        self.inner.cached(key)
+    }
+    fn called(&self, key: &str, answer: &str) -> Result<()> {
+        self.inner.called(key, answer)
+    }
+    fn sync(&self) -> Result<()> {
+        self.inner.sync()
+    }
+    fn accepted(&self, index: usize, report: &Generated) -> Result<()> {
+        if index >= self.limit {
+            return Err(Error::invalid("test", "killed"));
+        }
+        self.inner.accepted(index, report)
+    }
+}
+
+#[test]
+fn an_interrupted_augmentation_resumes_with_no_duplicate_and_no_gap() {
+    let t = train();
+    let config = AugmentConfig {
+        target: 8,
+        concurrency: 3,
+        seed: 4,
+        ..Default::default()
+    };
+    let generator = || Counting {
+        inner: OfflineGenerator::new(&t, 2).unwrap(),
+        calls: AtomicUsize::new(0),
+    };
+    let identity = RunIdentity {
+        data: data_fingerprint(&t),
+        generator: "offline".into(),
+        prompt_version: "offline-v1".into(),
+        config: serde_json::to_value(&config).unwrap(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let whole_path = dir.path().join("whole.jsonl");
+    let whole_journal = AugmentJournal::open(&whole_path, &identity, OpenMode::Fresh).unwrap();
+    let g = generator();
+    let (whole, _) = augment_with(&t, &g, &config, &whole_journal, &|_, _| {}).unwrap();
+    whole_journal.finish(whole.len()).unwrap();
+    let all_calls = g.calls.load(Ordering::Relaxed);
+    assert_eq!(
+        std::fs::read_to_string(&whole_path).unwrap(),
+        to_jsonl(&whole)
+    );
+    assert!(
+        !calls_path(&whole_path).exists(),
+        "the journal outlived a finished run"
+    );
+    assert!(whole.len() >= 4, "{} reports", whole.len());
+
+    // Killed after 2 reports, with a line of each file cut short by the kill.
+    let out = dir.path().join("gen.jsonl");
+    let j = AugmentJournal::open(&out, &identity, OpenMode::Fresh).unwrap();
+    let dies = DiesAfter {
+        inner: &j,
+        limit: 2,
+    };
+    assert!(augment_with(&t, &generator(), &config, &dies, &|_, _| {}).is_err());
+    drop(j);
+    for path in [out.clone(), calls_path(&out)] {
+        let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        std::io::Write::write_all(&mut f, b"{\"id\":\"half").unwrap();
+    }
+    // A fresh start is refused; another recipe's resume is refused, naming the difference.
+    assert!(AugmentJournal::open(&out, &identity, OpenMode::Fresh).is_err());
+    let other = RunIdentity {
+        config: serde_json::to_value(AugmentConfig {
+            seed: 5,
+            ..config.clone()
+        })
+        .unwrap(),
+        ..identity.clone()
+    };
+    match AugmentJournal::open(&out, &other, OpenMode::Resume) {
+        Err(e) => assert!(e.to_string().contains("differs in: config"), "{e}"),
+        Ok(_) => panic!("a journal of another run was accepted"),
+    }
+
+    let j = AugmentJournal::open(&out, &identity, OpenMode::Resume).unwrap();
+    assert_eq!(j.resumed_reports(), 2);
+    let g = generator();
+    let (resumed, _) = augment_with(&t, &g, &config, &j, &|_, _| {}).unwrap();
+    j.finish(resumed.len()).unwrap();
+    assert_eq!(resumed, whole);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        std::fs::read_to_string(&whole_path).unwrap(),
+        "the resumed output is not the uninterrupted one"
+    );
+    // The answers of the first attempt were replayed, not asked again.
+    assert!(g.calls.load(Ordering::Relaxed) < all_calls);
 }

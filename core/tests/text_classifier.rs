@@ -2,10 +2,21 @@
 //! the input alone, PGD raises the loss, and an imbalanced problem is learned (macro-F1).
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use rampart_core::Error;
+use rampart_core::text::checkpoint::TextCheckpointOptions;
 use rampart_core::text::classifier::{
-    Perturbation, RatConfig, TextLoss, TextTrainConfig, loss_fn, perturb, predict_proba, train_mlp,
+    Perturbation, RatConfig, TextEpoch, TextLoss, TextTrainConfig, loss_fn, perturb, predict_proba,
+    train_mlp, train_mlp_resumable,
 };
 use rampart_core::text::metrics::classification_report;
+
+/// Burn's CPU random source is one per process: tests that draw from it run one at a time,
+/// or their draws interleave and seeded runs stop being reproducible.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Unit vectors around three class centres in 16 dimensions; class sizes `counts`.
 fn data(counts: &[usize], seed: u64) -> (Vec<Vec<f32>>, Vec<usize>) {
@@ -61,6 +72,7 @@ fn rat() -> RatConfig {
 
 #[test]
 fn learns_an_imbalanced_problem_with_focal_loss_and_rat() {
+    let _serial = serial();
     let device = Device::flex();
     let (x, y) = data(&[200, 60, 12], 1);
     let (tx, ty) = data(&[100, 30, 10], 2);
@@ -90,6 +102,7 @@ fn learns_an_imbalanced_problem_with_focal_loss_and_rat() {
 
 #[test]
 fn perturbations_keep_their_budget_and_leave_the_input_alone() {
+    let _serial = serial();
     let device = Device::flex().autodiff();
     let (x, y) = data(&[20, 20, 20], 3);
     let model = train_mlp(
@@ -142,6 +155,7 @@ fn perturbations_keep_their_budget_and_leave_the_input_alone() {
 /// log-probabilities move by the shift minus a per-row constant.
 #[test]
 fn logit_adjustment_shifts_a_trained_model_exactly() {
+    let _serial = serial();
     use rampart_core::text::classifier::logit_adjustment;
     let device = Device::flex();
     let counts = [200usize, 60, 12];
@@ -166,4 +180,66 @@ fn logit_adjustment_shifts_a_trained_model_exactly() {
         );
     }
     assert!(model.shift_logits(&[1.0]).is_err());
+}
+
+/// A run stopped after epochs 2 and 5 and resumed twice ends with the weights and history of
+/// an uninterrupted run (RAT, dropout and Gaussian noise included); a checkpoint of another
+/// recipe or other data is refused, naming what differs.
+#[test]
+fn text_training_resumes_exactly_and_refuses_other_runs() {
+    let _serial = serial();
+    let device = Device::flex();
+    let (x, y) = data(&[60, 20, 8], 3);
+    let config = TextTrainConfig {
+        epochs: 8,
+        ..recipe(Some(rat()))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let options = |name: &str, stop: Option<usize>| TextCheckpointOptions {
+        path: dir.path().join(name),
+        resume: true,
+        stop_after_epochs: stop,
+    };
+    let run = |o: &TextCheckpointOptions, c: &TextTrainConfig, y: &[usize]| {
+        train_mlp_resumable(&x, y, 3, c, &device, Some(o), &mut |_| {})
+    };
+    let whole = run(&options("whole.ckpt", None), &config, &y).unwrap();
+    assert!(whole.completed && whole.resumed_at == 0);
+
+    let first = run(&options("parts.ckpt", Some(2)), &config, &y).unwrap();
+    assert!(!first.completed && first.history.len() == 2);
+    let second = run(&options("parts.ckpt", Some(3)), &config, &y).unwrap();
+    assert!(!second.completed && second.resumed_at == 2 && second.history.len() == 5);
+    let last = run(&options("parts.ckpt", None), &config, &y).unwrap();
+    assert!(last.completed && last.resumed_at == 5);
+
+    let untimed = |h: &[TextEpoch]| -> Vec<TextEpoch> {
+        h.iter()
+            .map(|e| TextEpoch {
+                seconds: 0.0,
+                ..e.clone()
+            })
+            .collect()
+    };
+    assert_eq!(untimed(&whole.history), untimed(&last.history));
+    let p = |m| pollster::block_on(predict_proba(m, &x, &device)).unwrap();
+    assert_eq!(p(&whole.model), p(&last.model), "resumed weights differ");
+
+    // Another recipe, other labels: refused, naming the difference; the checkpoint stays.
+    let saved = std::fs::read(dir.path().join("parts.ckpt")).unwrap();
+    let other = TextTrainConfig {
+        lr: 1e-2,
+        ..config.clone()
+    };
+    match run(&options("parts.ckpt", None), &other, &y) {
+        Err(Error::Checkpoint(m)) => assert!(m.contains("differs in: lr"), "{m}"),
+        r => panic!("expected a refusal, got {:?}", r.map(|t| t.completed)),
+    }
+    let mut flipped = y.clone();
+    flipped[0] = 1;
+    match run(&options("parts.ckpt", None), &config, &flipped) {
+        Err(Error::Checkpoint(m)) => assert!(m.contains("training data"), "{m}"),
+        r => panic!("expected a refusal, got {:?}", r.map(|t| t.completed)),
+    }
+    assert_eq!(std::fs::read(dir.path().join("parts.ckpt")).unwrap(), saved);
 }

@@ -242,6 +242,7 @@ fn chat_generator_against_a_loopback_server() {
         "4",
         "--target",
         "4",
+        "--overwrite",
     ];
     expect_ok(&args2, rampart(&args2, None));
     assert!(
@@ -314,4 +315,172 @@ fn chat_generator_errors_are_clear() {
         o,
     ];
     expect_failure(&args, rampart(&args, None), "http:// or https://");
+}
+
+/// A chat server whose answer depends only on the request (a hash of its body), so that two
+/// runs get the same answers; each answer takes `delay` and connections are served at once.
+fn deterministic_server(delay: std::time::Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    return;
+                }
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':')
+                        && k.eq_ignore_ascii_case("content-length")
+                    {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; len];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                // FNV-1a of the body: the same request, the same answer.
+                let hash = body.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+                    (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+                });
+                let prompt = String::from_utf8_lossy(&body);
+                let content = if prompt.contains("Abstract:") {
+                    format!("Abstract {hash:x}: vapors ignited and a worker was burned.")
+                } else {
+                    format!("Report {hash:x}. A fire started while welding and burned a worker.")
+                };
+                std::thread::sleep(delay);
+                let answer = serde_json::json!({"choices": [{"message": {"role": "assistant", "content": content}}]}).to_string();
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = stream.write_all(reply.as_bytes());
+            });
+        }
+    });
+    url
+}
+
+/// A small xorshift for the kill points; its seed is printed so that a failure can be rerun.
+fn kill_points(n: usize, range: std::ops::Range<usize>) -> Vec<usize> {
+    let seed = std::env::var("RAMPART_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("kill points from RAMPART_KILL_SEED={seed}");
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            range.start + (s % (range.end - range.start) as u64) as usize
+        })
+        .collect()
+}
+
+fn lines_in(path: &std::path::Path) -> usize {
+    std::fs::read(path)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0)
+}
+
+/// kill -9 at three random points of a chat augmentation, `--resume` after each: the output
+/// is byte for byte the uninterrupted run's, every report exactly once.
+#[test]
+fn augment_killed_three_times_resumes_to_the_uninterrupted_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = train_file(dir.path());
+    let url = deterministic_server(std::time::Duration::from_millis(25));
+    let args = |out: &std::path::Path| -> Vec<String> {
+        [
+            "augment",
+            "--generator",
+            "chat",
+            "--base-url",
+            &url,
+            "--data",
+            train.to_str().unwrap(),
+            "--class",
+            "fires and explosions",
+            "--target",
+            "40",
+            "--concurrency",
+            "2",
+            "--retries",
+            "0",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let whole = dir.path().join("whole.jsonl");
+    let a = args(&whole);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    expect_ok(&a, rampart(&a, None));
+    let expected = std::fs::read_to_string(&whole).unwrap();
+    let n = expected.lines().count();
+    assert!(n >= 20, "only {n} reports");
+
+    let out = dir.path().join("gen.jsonl");
+    let base = args(&out);
+    let mut resume: Vec<&str> = base.iter().map(String::as_str).collect();
+    resume.push("--resume");
+    // Answers are journaled as they arrive (reports are accepted a round of calls at a time):
+    // the kill points are counted in answers.
+    let calls = dir.path().join("gen.jsonl.calls");
+    let mut killed = 0;
+    let mut points = kill_points(3, 1..n - 2);
+    // Later kills must find more answers than the earlier runs left.
+    points.sort_unstable();
+    for at in points {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
+            .args(&resume)
+            .env_remove("RAMPART_LLM_API_KEY")
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while lines_in(&calls) < at + 1 && start.elapsed().as_secs() < 60 {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        child.kill().unwrap();
+        if !child.wait().unwrap().success() {
+            killed += 1;
+        }
+    }
+    assert!(killed >= 2, "the runs finished before they could be killed");
+    expect_ok(&resume, rampart(&resume, None));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), expected);
+    let ids: std::collections::HashSet<String> = read_lines(&out)
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), n, "a report appears twice");
+    assert!(!dir.path().join("gen.jsonl.calls").exists());
+
+    // A finished output is kept: a fresh run and a resume are both refused.
+    let fresh: Vec<&str> = base.iter().map(String::as_str).collect();
+    expect_failure(&fresh, rampart(&fresh, None), "pass --resume");
+    expect_failure(&resume, rampart(&resume, None), "has no journal");
 }

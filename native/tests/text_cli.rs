@@ -146,3 +146,129 @@ fn text_train_eval_predict_and_bad_input() {
         "file not found",
     );
 }
+
+/// kill -9 at three random epochs of `text train`, `--resume` after each: the bundle scores
+/// and predicts exactly as the uninterrupted run's; without --overwrite nothing is replaced.
+#[test]
+fn text_train_killed_three_times_resumes_exactly() {
+    let data = data_dir();
+    if !data.join("osha/train.json").exists()
+        || !data
+            .join("../models/all-MiniLM-L6-v2/model.safetensors")
+            .exists()
+    {
+        eprintln!("skipped: no OSHA data or MiniLM under {}", data.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let val: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(data.join("osha/val.json")).unwrap())
+            .unwrap();
+    let small = dir.path().join("val40.json");
+    std::fs::write(&small, serde_json::to_string(&val[..40]).unwrap()).unwrap();
+    let epochs = 30;
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "text",
+            "train",
+            "--augment",
+            "none",
+            "--limit",
+            "300",
+            "--epochs",
+            "30",
+            "--val",
+            small.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let strings = |v: &[String]| -> Vec<String> { v.to_vec() };
+    let report = |json: &str| -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
+        v.as_object_mut().unwrap().remove("timing");
+        v
+    };
+    let whole = dir.path().join("whole.rampart-text");
+    let a = strings(&args(&whole));
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let expected = report(&ok(&a, &cache));
+
+    let out = dir.path().join("parts.rampart-text");
+    let ckpt = dir.path().join("parts.rampart-text.ckpt");
+    let mut resume = args(&out);
+    resume.push("--resume".into());
+    let resume: Vec<&str> = resume.iter().map(String::as_str).collect();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("kill epochs from seed {seed}");
+    let mut s = seed | 1;
+    let mut points: Vec<usize> = (0..3)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            1 + (s % (epochs - 2)) as usize
+        })
+        .collect();
+    points.sort_unstable();
+    let mut killed = 0;
+    let mut done_before = 0;
+    for at in points {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
+            .args(&resume)
+            .args(["--cache-dir", cache.to_str().unwrap()])
+            .env("RAMPART_DATA", data_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Each checkpoint is one more epoch; kill once `at` epochs are done in all.
+        let start = std::time::Instant::now();
+        let mut last = None;
+        let mut epochs_seen = done_before;
+        while epochs_seen < at && start.elapsed().as_secs() < 120 {
+            let m = std::fs::metadata(&ckpt).and_then(|m| m.modified()).ok();
+            if m.is_some() && m != last {
+                epochs_seen += 1;
+                last = m;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        child.kill().unwrap();
+        if !child.wait().unwrap().success() {
+            killed += 1;
+        }
+        done_before = epochs_seen.max(done_before);
+    }
+    assert!(killed >= 2, "the runs finished before they could be killed");
+    assert!(!out.exists(), "a killed run wrote its bundle");
+    assert_eq!(report(&ok(&resume, &cache)), expected);
+    assert!(!ckpt.exists(), "the checkpoint outlived a finished run");
+    let predict = |b: &Path| {
+        ok(
+            &[
+                "text",
+                "predict",
+                "--bundle",
+                b.to_str().unwrap(),
+                "--json",
+                "A worker fell from a roof.",
+            ],
+            &cache,
+        )
+    };
+    assert_eq!(predict(&out), predict(&whole));
+    // A second run does not replace the bundle.
+    fails_with(&a, &cache, "pass --overwrite");
+}

@@ -59,7 +59,8 @@ async function openPage(args) {
   page.on("console", (m) => { if (process.env.VERBOSE) console.log("  [page]", m.text()); });
   await page.goto(`${BASE}/blank.html`);
   await page.evaluate(async () => {
-    window.rampart = await import("/pkg/rampart_web.js");
+    // The published API: rampart.js runs pkg/rampart_web.js in a worker.
+    window.rampart = await import("/rampart.js");
     await window.rampart.default();
   });
   return { browser, page, errors };
@@ -246,6 +247,7 @@ await test("bad calls reject with clear errors and nothing traps", async () => {
       await grab("eps-nan", () => m.attack({ pixels: good, eps: NaN }));
       await grab("method", () => m.attack({ pixels: good, eps: 0.1, method: "magic" }));
       await grab("steps", () => m.attack({ pixels: good, eps: 0.1, steps: 0 }));
+      await grab("steps-huge", () => m.attack({ pixels: good, eps: 0.1, steps: 1e9 }));
       await grab("target", () => m.attack({ pixels: good, eps: 0.1, target: 99 }));
       await grab("unknown-option", () => m.attack({ pixels: good, eps: 0.1, colour: "red" }));
       await grab("no-options", () => m.attack());
@@ -256,6 +258,7 @@ await test("bad calls reject with clear errors and nothing traps", async () => {
     const expect = {
       "before-init": /not initialised/, "no-bundle": /no bundle loaded/, "bad-backend": /unknown backend/,
       truncated: /truncated|corrupt/, flipped: /corrupt|checksum/, "wrong-magic": /not a bundle/, empty: /truncated/,
+      huge: /layer widths at most/, "int-weights": /not f32/, "steps-huge": /steps must be/,
       "missing-url": /HTTP 404/, "not-bytes": /URL string or a Uint8Array/, short: /has 10 values.*784/,
       nan: /pixels\[3\] is not a finite number/, range: /pixels\[5\] = 2 is outside/, string: /Float32Array/,
       "eps-negative": /eps must be/, "eps-nan": /eps must be/, method: /unknown method 'magic'/, steps: /steps must be/,
@@ -269,11 +272,69 @@ await test("bad calls reject with clear errors and nothing traps", async () => {
   }
 });
 
+// The worker: the page stays responsive during a long attack, progress arrives, an abort
+// rejects at once, and a trap inside the module is a rejected call after which the next
+// call succeeds on the replayed bundle.
+await test("worker: timer ticks during a 200-step attack, progress, abort within a step, trap recovery", async () => {
+  const { browser, page, errors } = await openPage(NO_WEBGPU);
+  try {
+    const r = await page.evaluate(async (img) => {
+      const m = window.rampart;
+      await m.init({ backend: "cpu" });
+      await m.loadBundle("/fixtures/tiny.rampart");
+      const clean = await m.classify(img);
+      let last = performance.now(), maxGap = 0;
+      const timer = setInterval(() => { const t = performance.now(); maxGap = Math.max(maxGap, t - last); last = t; }, 5);
+      const ticks = [];
+      const t0 = performance.now();
+      const full = await m.attack({ pixels: img, method: "pgd", eps: 0.3, steps: 200, onProgress: (p) => ticks.push([performance.now() - t0, p.done, p.total]) });
+      const fullMs = performance.now() - t0;
+      clearInterval(timer);
+      const controller = new AbortController();
+      let abortedAt = 0, doneAtAbort = 0, rejectedAt = 0, rejection = null;
+      try {
+        await m.attack({ pixels: img, method: "pgd", eps: 0.3, steps: 200, signal: controller.signal,
+          onProgress: (p) => { if (!abortedAt && p.done >= 20) { doneAtAbort = p.done; abortedAt = performance.now(); controller.abort(); } } });
+      } catch (e) { rejectedAt = performance.now(); rejection = { name: e.name, isError: e instanceof Error }; }
+      const afterAbort = await m.classify(img);
+      let trap = null;
+      try { await m.__panicForTesting(); } catch (e) { trap = { message: e.message, isError: e instanceof Error }; }
+      const afterTrap = await m.classify(img);
+      let preAborted = null;
+      try { await m.attack({ pixels: img, eps: 0.1, signal: AbortSignal.abort() }); } catch (e) { preAborted = e.name; }
+      return { clean, full, fullMs, ticks, maxGap, doneAtAbort, abortMs: rejectedAt - abortedAt, rejection, afterAbort, trap, afterTrap, preAborted, backend: m.backend() };
+    }, samples.images[0]);
+    const stepMs = r.fullMs / 200;
+    const lastTick = r.ticks[r.ticks.length - 1];
+    assert(lastTick && lastTick[1] === 200 && lastTick[2] === 200, `last progress ${JSON.stringify(lastTick)}`);
+    assert(r.ticks.length >= 3, `${r.ticks.length} progress calls`);
+    assert(r.maxGap < 50, `the main thread's timer stalled for ${r.maxGap.toFixed(1)} ms during the attack`);
+    assert(r.rejection?.name === "AbortError" && r.rejection.isError, `abort rejected with ${JSON.stringify(r.rejection)}`);
+    assert(r.abortMs <= Math.max(stepMs, 1), `abort took ${r.abortMs.toFixed(1)} ms, a step takes ${stepMs.toFixed(1)} ms`);
+    assert(JSON.stringify(r.afterAbort.logits) === JSON.stringify(r.clean.logits), "classify after the abort differs");
+    assert(r.trap?.isError && /crashed in __panicForTesting\(\)[\s\S]*deliberate panic[\s\S]*restarted/.test(r.trap.message), `trap: ${JSON.stringify(r.trap)}`);
+    assert(JSON.stringify(r.afterTrap.logits) === JSON.stringify(r.clean.logits), "classify after the trap differs");
+    assert(r.preAborted === "AbortError", `an already aborted signal gave ${r.preAborted}`);
+    assert(r.backend === "cpu", `backend() is ${r.backend}`);
+    if (process.env.VERBOSE) console.log("  worker:", JSON.stringify({ fullMs: r.fullMs, maxGap: r.maxGap, abortMs: r.abortMs, ticks: r.ticks.length }));
+    timings.worker = { pgd200_ms: r.fullMs, step_ms: stepMs, max_timer_gap_ms: r.maxGap, abort_ms: r.abortMs, aborted_at_step: r.doneAtAbort };
+    // The panic hook prints to the console; nothing may reach the page as an uncaught error.
+    assert(errors.length === 0, `page errors: ${errors}`);
+  } finally {
+    await browser.close();
+  }
+});
+
 function corruptBundles() {
-  const good = [...fs.readFileSync(path.join(FIXTURES, "tiny.rampart"))];
+  const bytes = fs.readFileSync(path.join(FIXTURES, "tiny.rampart"));
+  const good = [...bytes];
   const flipped = good.slice(); flipped[Math.floor(flipped.length / 2)] ^= 0x10;
   const magic = good.slice(); magic[0] = 88;
-  return { truncated: good.slice(0, good.length >> 1), flipped, "wrong-magic": magic, empty: [] };
+  // Valid checksums, crafted contents: a header claiming a 10⁹-wide layer, and the fuzzer's
+  // find, weights of an integer dtype (Burn's load panics on them: a trap in wasm).
+  const huge = [...withHeader(bytes, (h) => { h.model.hidden = 1e9; })];
+  const intWeights = [...fs.readFileSync(path.join(ROOT, "core/tests/fuzz_corpus/bundle-032f76ff27992397.bin"))];
+  return { truncated: good.slice(0, good.length >> 1), flipped, "wrong-magic": magic, empty: [], huge, "int-weights": intWeights };
 }
 
 await test("demo page: classifies a test image, runs an attack, a diagnosis and the quick suite", async () => {
@@ -307,9 +368,14 @@ await test("demo page: classifies a test image, runs an attack, a diagnosis and 
 // A bundle is data from anywhere: its strings must reach the page as text, the page's CSP
 // must stop inline code, and the page must fetch nothing but its own files and models.
 function withClassName(bundle, name) {
+  return withHeader(bundle, (h) => { h.class_names[0] = name; });
+}
+
+// The bundle with its JSON header edited by `edit`, resealed with a valid checksum.
+function withHeader(bundle, edit) {
   const headerLen = Number(bundle.readBigUInt64LE(12));
   const header = JSON.parse(bundle.subarray(20, 20 + headerLen).toString("utf8"));
-  header.class_names[0] = name;
+  edit(header);
   const json = Buffer.from(JSON.stringify(header), "utf8");
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(json.length));
@@ -353,7 +419,7 @@ await test("demo page: bundle strings render as text, CSP blocks inline code, no
     assert(!ran, "an inline script ran: the page has no effective CSP");
     const csp = await page.evaluate(() => document.querySelector('meta[http-equiv="Content-Security-Policy"]')?.content ?? "");
     assert(/script-src 'self' 'wasm-unsafe-eval'/.test(csp) && !/unsafe-inline|'unsafe-eval'/.test(csp), `CSP: ${csp}`);
-    const own = new Set(["/", "/app.js", "/ui.js", "/style.css", "/pkg/rampart_web.js", "/pkg/rampart_web_bg.wasm",
+    const own = new Set(["/", "/app.js", "/ui.js", "/style.css", "/rampart.js", "/rampart-worker.js", "/pkg/rampart_web.js", "/pkg/rampart_web_bg.wasm",
       "/models/demo.rampart", "/models/samples.json", "/favicon.ico"]);
     const foreign = requests.filter((u) => { const url = new URL(u); return url.origin !== BASE || !own.has(url.pathname); });
     assert(foreign.length === 0, `requests beyond the page's own files: ${foreign.join(", ")}`);
@@ -469,6 +535,10 @@ if (HAVE_TEXT) {
         const other = new TextEncoder().encode(new TextDecoder().decode(config) + "\n");
         await grab("other-encoder", () => m.loadTextModel({ ...S, config: other }));
         await grab("bad-bundle", () => m.loadTextModel({ ...S, bundle: new Uint8Array([1, 2, 3]) }));
+        // A tokenizer whose vocabulary reaches past the model's embedding table.
+        const tok = JSON.parse(await (await fetch(S.tokenizer)).text());
+        tok.model.vocab["zzqqzz"] = 1e6;
+        await grab("tokenizer-ids", () => m.loadTextModel({ ...S, tokenizer: new TextEncoder().encode(JSON.stringify(tok)) }));
         await m.loadTextModel(S);
         await grab("empty", () => m.classifyReport("   "));
         await grab("not-string", () => m.classifyReport(42));
@@ -483,7 +553,7 @@ if (HAVE_TEXT) {
       }, TEXT_SOURCES);
       const expect = {
         "no-model": /no text model loaded/, "missing-key": /needs `tokenizer`/, "unknown-key": /unknown field 'model'/,
-        "other-encoder": /do not match the bundle/, "bad-bundle": /truncated|not a|corrupt/, empty: /empty/,
+        "other-encoder": /do not match the bundle/, "tokenizer-ids": /beyond the model's vocabulary|do not match the bundle/, "bad-bundle": /truncated|not a|corrupt/, empty: /empty/,
         "not-string": /as a string/, huge: /at most 100000/, class: /out of range/, option: /unknown field 'radius'/,
         radius: /maxRadius must be/, "embed-not-array": /array of strings/, "embed-bad-item": /texts\[1\]/,
       };

@@ -50,7 +50,16 @@ pub fn start() {
     unsafe {
         __wasm_call_ctors()
     };
-    console_error_panic_hook::set_once();
+    // The panic's message goes to the console and to `globalThis.__rampartLastPanic`, where the
+    // worker (www/rampart-worker.js) reads it to say why the call trapped.
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        let _ = Reflect::set(
+            &js_sys::global(),
+            &"__rampartLastPanic".into(),
+            &info.to_string().into(),
+        );
+    }));
 }
 
 #[derive(Deserialize, Default)]

@@ -121,6 +121,7 @@ pub async fn diagnose(
     )?;
     let o: DiagnoseOptions = serde_wasm_bindgen::from_value(options)
         .map_err(|e| err(format!("invalid diagnose options: {e}")))?;
+    crate::progress::begin(None);
     let device = device()?;
     let (header, model) = loaded()?;
     if o.samples.is_empty() || o.samples.len() > 256 {

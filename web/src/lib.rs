@@ -16,11 +16,13 @@ use wasm_bindgen::prelude::*;
 
 mod api;
 mod diagnose;
+mod progress;
 mod suite;
 mod text;
 
 pub use api::*;
 pub use diagnose::*;
+pub use progress::{panic_for_testing, set_progress_hook};
 pub use text::*;
 
 #[derive(Default)]
@@ -144,6 +146,7 @@ async fn run_attack(options: AttackOptions) -> Result<ImageAttack, JsError> {
     let device = device()?;
     let (header, model) = loaded()?;
     let spec = options.spec()?;
+    progress::begin(Some(spec.planned_steps()));
     let request = ImageAttackRequest {
         pixels: &options.pixels,
         eps: options.eps,

@@ -64,6 +64,7 @@ pub async fn evaluate_suite(
     )?;
     let o: SuiteOptions = serde_wasm_bindgen::from_value(options)
         .map_err(|e| err(format!("invalid suite options: {e}")))?;
+    crate::progress::begin(None);
     let device = device()?;
     let (header, model) = loaded()?;
     if o.samples.is_empty() || o.samples.len() > 256 {

@@ -245,6 +245,7 @@ pub async fn probe_report(
         }
         config.max_words = w;
     }
+    crate::progress::begin(None);
     let (bundle, encoder, mlp) = loaded()?;
     let device = device()?;
     let p = explain::probe(&encoder, &mlp, &text, &config, &device)

@@ -550,6 +550,7 @@ impl Sia {
                 .backward();
             let ga = a.grad(&grads).expect("coefficients require a gradient");
             let gd = d.grad(&grads).expect("perturbation requires a gradient");
+            crate::progress::tick();
             // Steps in range-normalised units, scaled by the largest of a sample's normalised
             // gradients: the attribute that matters most moves a full step, the others in
             // proportion (sign steps would move every attribute alike and make the

@@ -162,6 +162,19 @@ impl AttackSpec {
         Ok(())
     }
 
+    /// How many steps (input gradients, or query batches for Square) the attack takes at
+    /// most on one image: what progress counts up to. Attacks may stop earlier.
+    pub fn planned_steps(&self) -> usize {
+        let restarts = self.restarts.max(1);
+        match self.method {
+            AttackMethod::Fgsm | AttackMethod::FgsmL2 => 1,
+            AttackMethod::Pgd | AttackMethod::PgdL2 | AttackMethod::ApgdCe => self.steps * restarts,
+            // One run per target class, nine at most.
+            AttackMethod::ApgdT => self.steps * restarts * 9,
+            AttackMethod::Square | AttackMethod::MiFgsm => self.steps,
+        }
+    }
+
     /// The validated attack.
     pub fn build(&self) -> Result<Box<dyn Attack>> {
         self.validate()?;

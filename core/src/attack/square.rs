@@ -105,6 +105,7 @@ impl Attack for Square {
         let mut best_margin = margin(&model, best.clone(), labels.clone());
         let side_max = h.min(w).saturating_sub(1).max(1);
         for i in 0..self.config.queries {
+            crate::progress::tick();
             let p = self.p_at(i);
             let s = ((p * (h * w) as f32).sqrt().round() as usize).clamp(1, side_max);
             let top = rng.random_range(0..=h - s);

@@ -146,6 +146,39 @@ fn parallel<J: Sync, T: Send>(
         .collect()
 }
 
+/// Where an augmentation run keeps its work as it goes, so that an interrupted run loses
+/// nothing: every generator call's answer (replayed instead of repeated on resume) and every
+/// accepted report, in order. See [`super::journal::AugmentJournal`] for the files.
+pub trait Journal: Sync {
+    /// The answer an earlier run got for the call `key`.
+    fn cached(&self, key: &str) -> Option<String>;
+    /// Records the answer to the call `key`.
+    fn called(&self, key: &str, answer: &str) -> Result<()>;
+    /// A batch of calls is over: what was recorded must survive before reports built from it
+    /// are accepted.
+    fn sync(&self) -> Result<()>;
+    /// Report number `index` (from 0, in the order of the output) is accepted.
+    fn accepted(&self, index: usize, report: &Generated) -> Result<()>;
+}
+
+/// A journal that keeps nothing.
+pub struct NoJournal;
+
+impl Journal for NoJournal {
+    fn cached(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn called(&self, _: &str, _: &str) -> Result<()> {
+        Ok(())
+    }
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+    fn accepted(&self, _: usize, _: &Generated) -> Result<()> {
+        Ok(())
+    }
+}
+
 /// Abstracts every report of the chosen minority classes and expands them into new reports
 /// until each class reaches `config.target` (or `max_per_class` new ones). Failed generator
 /// calls are counted and skipped; if every call of a class fails, the first error is returned.
@@ -156,7 +189,30 @@ pub fn augment(
     config: &AugmentConfig,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<(Vec<Generated>, Vec<AugmentStats>)> {
+    augment_with(train, generator, config, &NoJournal, progress)
+}
+
+/// [`augment`], keeping its work in `journal` as it goes. The calls and their order depend
+/// only on the data, the config and the answers, so a run that replays an interrupted run's
+/// answers from its journal accepts the same reports in the same order.
+pub fn augment_with(
+    train: &TextDataset,
+    generator: &dyn Generator,
+    config: &AugmentConfig,
+    journal: &dyn Journal,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<(Vec<Generated>, Vec<AugmentStats>)> {
     config.validate(train.num_classes())?;
+    // A call's answer: the journal's if an earlier run got one, else the generator's (then
+    // recorded). Failed calls are not recorded: a resumed run tries them again.
+    let call = |key: String, run: &dyn Fn() -> Result<String>| -> Result<String> {
+        if let Some(answer) = journal.cached(&key) {
+            return Ok(answer);
+        }
+        let answer = run()?;
+        journal.called(&key, &answer)?;
+        Ok(answer)
+    };
     let counts = train.class_counts();
     let classes: Vec<usize> = match &config.classes {
         Some(c) => c.clone(),
@@ -196,9 +252,14 @@ pub fn augment(
         let abstracts = parallel(
             &members,
             config.concurrency,
-            |r| generator.abstract_report(&r.text, name),
+            |r| {
+                call(format!("abstract\t{name}\t{}", r.id), &|| {
+                    generator.abstract_report(&r.text, name)
+                })
+            },
             &tick,
         );
+        journal.sync()?;
         let mut first_error = None;
         let mut usable: Vec<(&TextRecord, String)> = Vec::new();
         for (r, a) in members.iter().zip(abstracts) {
@@ -244,10 +305,15 @@ pub fn augment(
                 config.concurrency,
                 |(picks, seed)| {
                     let a: Vec<&str> = picks.iter().map(|&i| usable[i].1.as_str()).collect();
-                    generator.expand(&a, name, *seed)
+                    let ids: Vec<&str> = picks.iter().map(|&i| usable[i].0.id.as_str()).collect();
+                    call(
+                        format!("expand\t{name}\t{seed}\t{}", ids.join(",")),
+                        &|| generator.expand(&a, name, *seed),
+                    )
                 },
                 &tick,
             );
+            journal.sync()?;
             for ((picks, _), text) in jobs.iter().zip(texts) {
                 let text = match text {
                     Ok(t) => normalize_whitespace(&t),
@@ -262,7 +328,7 @@ pub fn augment(
                     continue;
                 }
                 let main = usable[picks[0]].0;
-                out.push(Generated {
+                let report = Generated {
                     id: format!("{}-gen-{}", main.id, made),
                     text,
                     label: name.clone(),
@@ -270,7 +336,9 @@ pub fn augment(
                     generator: generator.name(),
                     prompt_version: generator.prompt_version(),
                     abstracts: picks.iter().map(|&i| usable[i].1.clone()).collect(),
-                });
+                };
+                journal.accepted(out.len(), &report)?;
+                out.push(report);
                 made += 1;
             }
         }

@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::checkpoint::{self, TextCheckpointOptions};
 use crate::error::{Error, Result};
 use crate::gradient::gradient_of;
 use crate::loss::FocalLoss;
@@ -363,6 +364,37 @@ pub fn train_mlp(
     device: &Device,
     on_epoch: &mut dyn FnMut(&TextEpoch),
 ) -> Result<Mlp> {
+    Ok(train_mlp_resumable(x, y, num_classes, config, device, None, on_epoch)?.model)
+}
+
+/// What [`train_mlp_resumable`] ends with.
+#[derive(Debug)]
+pub struct TextTrained {
+    pub model: Mlp,
+    /// Every epoch's metrics, those of a resumed run's earlier processes included.
+    pub history: Vec<TextEpoch>,
+    /// The epoch this process started at (0 unless resumed).
+    pub resumed_at: usize,
+    /// False when the run stopped early through `stop_after_epochs`.
+    pub completed: bool,
+}
+
+/// Seed of epoch `epoch`'s random draws (batch order, perturbation kinds, dropout, noise).
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9)
+}
+
+/// [`train_mlp`] with a checkpoint after every epoch; with `checkpoint.resume` it continues
+/// from the checkpoint, which must have been written for the same recipe and data.
+pub fn train_mlp_resumable(
+    x: &[Vec<f32>],
+    y: &[usize],
+    num_classes: usize,
+    config: &TextTrainConfig,
+    device: &Device,
+    checkpoint: Option<&TextCheckpointOptions>,
+    on_epoch: &mut dyn FnMut(&TextEpoch),
+) -> Result<TextTrained> {
     config.validate()?;
     if x.len() != y.len() || x.is_empty() {
         return Err(Error::invalid(
@@ -392,19 +424,45 @@ pub fn train_mlp(
     let mut model = mlp_config.init(&device)?;
     let decay =
         (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
-    let mut optim: ModuleOptimizer = AdamConfig::new().with_weight_decay(decay).init();
+    let fresh_optim =
+        || -> ModuleOptimizer { AdamConfig::new().with_weight_decay(decay.clone()).init() };
+    let mut optim = fresh_optim();
     let all_x = matrix(x, &device)?;
     let all_y = Tensor::<1, Int>::from_data(
         TensorData::new(y.iter().map(|&c| c as i64).collect::<Vec<_>>(), [y.len()]),
         &device,
     );
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    for epoch in 0..config.epochs {
+    let data = match checkpoint {
+        Some(_) => checkpoint::fingerprint(x, y),
+        None => String::new(),
+    };
+    let mut history = Vec::new();
+    let mut first = 0;
+    if let Some(ck) = checkpoint.filter(|c| c.resume && c.path.exists()) {
+        let (header, m, o) = checkpoint::load(&ck.path, config, &data, &device, fresh_optim())?;
+        (model, optim, first, history) = (m, o, header.epoch, header.history);
+    }
+    for epoch in first..config.epochs {
+        if checkpoint
+            .and_then(|c| c.stop_after_epochs)
+            .is_some_and(|n| epoch - first >= n)
+        {
+            return Ok(TextTrained {
+                model,
+                history,
+                resumed_at: first,
+                completed: false,
+            });
+        }
         let clock = std::time::Instant::now();
-        let order = crate::data::shuffled(
-            y.len(),
-            config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9),
-        );
+        let seed = epoch_seed(config.seed, epoch);
+        // Every random source restarts from (seed, epoch): a resumed run draws what an
+        // uninterrupted one draws. (The draws' seed is kept apart from the one that
+        // initialised the weights.)
+        let draws = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0xD1B5_4A32_D192_ED03;
+        device.seed(draws);
+        let mut rng = ChaCha8Rng::seed_from_u64(draws);
+        let order = crate::data::shuffled(y.len(), seed);
         let mut loss_sum = 0.0;
         let mut kinds = [0usize; 4];
         for chunk in order.chunks(config.batch_size) {
@@ -432,14 +490,31 @@ pub fn train_mlp(
             let grads = GradientsParams::from_grads(total.backward(), &model);
             model = optim.step(config.lr, model, grads);
         }
-        on_epoch(&TextEpoch {
+        let metrics = TextEpoch {
             epoch,
             train_loss: loss_sum / y.len() as f64,
             perturbations: kinds,
             seconds: clock.elapsed().as_secs_f64(),
-        });
+        };
+        history.push(metrics.clone());
+        if let Some(ck) = checkpoint {
+            let header = checkpoint::TextCheckpointHeader {
+                data: data.clone(),
+                config: config.clone(),
+                mlp: mlp_config.clone(),
+                epoch: epoch + 1,
+                history: history.clone(),
+            };
+            checkpoint::save(&ck.path, &header, &model, &optim)?;
+        }
+        on_epoch(&metrics);
     }
-    Ok(model)
+    Ok(TextTrained {
+        model,
+        history,
+        resumed_at: first,
+        completed: true,
+    })
 }
 
 /// Class probabilities for each embedding (inference: dropout off). Async reads, so the

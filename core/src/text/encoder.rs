@@ -329,6 +329,18 @@ impl SentenceEncoder {
                 .ok_or_else(|| Error::invalid("tokenizer.json", format!("no {t} token")))
         };
         let (cls, sep, pad) = (id("[CLS]")?, id("[SEP]")?, id("[PAD]")?);
+        // Every id the tokeniser can produce must have a row in the embedding table: a lookup
+        // past its end would panic (a trap in wasm) on the first text that used it.
+        let largest = tokenizer.get_vocab(true).into_values().max().unwrap_or(0) as usize;
+        if largest >= config.vocab_size {
+            return Err(Error::invalid(
+                "tokenizer.json",
+                format!(
+                    "token id {largest} is beyond the model's vocabulary of {} rows",
+                    config.vocab_size
+                ),
+            ));
+        }
         let bert = Bert::from_safetensors(&config, weights, device)?;
         let mut hash = Sha256::new();
         hash.update(config_json);

@@ -5,11 +5,13 @@
 //! (`explain`), and the metrics for imbalanced classes (`metrics`).
 
 pub mod augment;
+pub mod checkpoint;
 pub mod classifier;
 pub mod cv;
 pub mod data;
 pub mod embed;
 pub mod encoder;
 pub mod explain;
+pub mod journal;
 pub mod metrics;
 pub mod tfidf;

@@ -134,6 +134,7 @@ pub(super) fn load_checkpoint(
     let header: CheckpointHeader = serde_json::from_slice(header)
         .map_err(|e| Error::Checkpoint(format!("unreadable header: {e}")))?;
     let load = |bytes: &[u8]| -> Result<Model> {
+        crate::bundle::check_record(bytes).map_err(Error::Checkpoint)?;
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
             .map_err(|e| Error::Checkpoint(e.to_string()))?;
         header
@@ -154,7 +155,7 @@ pub(super) fn load_checkpoint(
 }
 
 /// The top-level fields in which two serialisable values differ, e.g. `lr, epochs`.
-pub(super) fn differing_fields<T: Serialize>(a: &T, b: &T) -> Vec<String> {
+pub(crate) fn differing_fields<T: Serialize>(a: &T, b: &T) -> Vec<String> {
     let (a, b) = (serde_json::to_value(a), serde_json::to_value(b));
     match (a, b) {
         (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) => {

@@ -7,7 +7,7 @@
 //! `checkpoint` the resumable state, `validate` the per-epoch validation; this module runs the
 //! loop.
 
-mod checkpoint;
+pub(crate) mod checkpoint;
 mod config;
 mod inner;
 mod step;

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use rampart_core::text::augment::{AugmentConfig, Generator, OfflineGenerator, augment, to_jsonl};
+use rampart_core::text::augment::{AugmentConfig, Generator, OfflineGenerator, augment_with};
 use rampart_core::text::data::load_osha;
+use rampart_core::text::journal::{AugmentJournal, OpenMode, RunIdentity, data_fingerprint};
 
 use crate::bar;
 use crate::llm::{API_KEY_VAR, ChatGenerator, ChatSettings};
@@ -73,6 +74,13 @@ pub struct AugmentArgs {
     /// Print a JSON summary (per-class counts) instead of text.
     #[arg(long)]
     json: bool,
+    /// Continue an interrupted run: the answers in `<out>.calls` are replayed, the reports
+    /// already in --out are kept, and the run goes on from there.
+    #[arg(long, conflicts_with = "overwrite")]
+    resume: bool,
+    /// Replace an existing --out (and its journal) instead of refusing.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 pub fn run(a: AugmentArgs, data_dir: &Path) -> Result<()> {
@@ -137,13 +145,54 @@ pub fn run(a: AugmentArgs, data_dir: &Path) -> Result<()> {
             })?)
         }
     };
+    // What makes the run: a resume of anything else is refused. (Concurrency only changes
+    // how many calls are in flight, not which are made, so it may differ.)
+    let identity = RunIdentity {
+        data: data_fingerprint(&train),
+        generator: generator.name(),
+        prompt_version: generator.prompt_version(),
+        config: serde_json::json!({
+            "classes": config.classes, "target": config.target,
+            "max_per_class": config.max_per_class,
+            "abstracts_per_report": config.abstracts_per_report,
+            "rounds": config.rounds, "seed": config.seed, "keep": a.keep,
+            "model": a.model, "temperature": a.temperature,
+        }),
+    };
+    let mode = match (a.resume, a.overwrite) {
+        (true, _) => OpenMode::Resume,
+        (_, true) => OpenMode::Overwrite,
+        _ => OpenMode::Fresh,
+    };
+    let journal = AugmentJournal::open(&a.out, &identity, mode)?;
+    if journal.resumed_calls() > 0 && !a.json {
+        eprintln!(
+            "resuming: {} answers replayed, {} reports already in {}",
+            journal.resumed_calls(),
+            journal.resumed_reports(),
+            a.out.display()
+        );
+    }
     let pb = bar(0, "generate");
-    let (generated, stats) = augment(&train, generator.as_ref(), &config, &|done, total| {
-        pb.set_length(total as u64);
-        pb.set_position(done as u64);
-    })?;
+    let run = augment_with(
+        &train,
+        generator.as_ref(),
+        &config,
+        &journal,
+        &|done, total| {
+            pb.set_length(total as u64);
+            pb.set_position(done as u64);
+        },
+    );
     pb.finish_and_clear();
-    rampart_core::write_atomically(&a.out, to_jsonl(&generated).as_bytes())?;
+    let (generated, stats) = match run {
+        Ok(r) => r,
+        Err(e) => {
+            journal.abandon();
+            return Err(e.into());
+        }
+    };
+    journal.finish(generated.len())?;
     if a.json {
         println!(
             "{}",

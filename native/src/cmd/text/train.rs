@@ -2,11 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use rampart_core::bundle::{TextBundle, TextBundleHeader};
-use rampart_core::text::classifier::{MlpConfig, evaluate, logit_adjustment, train_mlp};
+use rampart_core::text::checkpoint::TextCheckpointOptions;
+use rampart_core::text::classifier::{MlpConfig, evaluate, logit_adjustment, train_mlp_resumable};
 use rampart_core::text::data::{TextDataset, load_osha};
 
 use super::{EncoderArgs, FeaturesArg, RecipeArgs, embed, open_encoder};
@@ -31,6 +32,25 @@ pub struct TextTrainArgs {
     /// Print the validation metrics as one JSON object.
     #[arg(long)]
     pub(super) json: bool,
+    /// Checkpoint written after every epoch (default: <out>.ckpt); removed when training ends.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Continue from the checkpoint if there is one (same recipe and data, or it is refused).
+    #[arg(long)]
+    resume: bool,
+    /// Start afresh even though an earlier run's checkpoint or bundle exists, replacing them.
+    #[arg(long)]
+    overwrite: bool,
+    /// Stop after this many epochs, leaving the checkpoint (for testing resumption).
+    #[arg(long, hide = true)]
+    stop_after_epochs: Option<usize>,
+}
+
+/// `<out>.ckpt`.
+fn default_checkpoint(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(".ckpt");
+    out.with_file_name(name)
 }
 
 fn training_set(a: &TextTrainArgs, data_dir: &Path) -> Result<TextDataset> {
@@ -50,6 +70,32 @@ fn training_set(a: &TextTrainArgs, data_dir: &Path) -> Result<TextDataset> {
 }
 
 pub fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
+    let checkpoint = TextCheckpointOptions {
+        path: a
+            .checkpoint
+            .clone()
+            .unwrap_or_else(|| default_checkpoint(&a.out)),
+        resume: a.resume,
+        stop_after_epochs: a.stop_after_epochs,
+    };
+    // Nothing an earlier run wrote is replaced without --overwrite.
+    if !a.overwrite {
+        if !a.resume && checkpoint.path.exists() {
+            bail!(
+                "{} holds an unfinished run: pass --resume to continue it, or --overwrite to start over",
+                checkpoint.path.display()
+            );
+        }
+        if a.out.exists() {
+            bail!(
+                "{} exists: pass --overwrite to replace it, or choose another --out",
+                a.out.display()
+            );
+        }
+    } else if !a.resume && checkpoint.path.exists() {
+        std::fs::remove_file(&checkpoint.path)
+            .with_context(|| format!("removing {}", checkpoint.path.display()))?;
+    }
     let train = training_set(&a, data_dir)?;
     let val = load_osha(
         &a.val
@@ -65,20 +111,24 @@ pub fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Res
     let config = a.recipe.config()?;
     let clock = std::time::Instant::now();
     let pb = bar(config.epochs as u64, "train");
-    let mut history = Vec::new();
-    let model = train_mlp(
+    let trained = train_mlp_resumable(
         &x,
         &train.labels(),
         train.num_classes(),
         &config,
         &embedder.device,
+        Some(&checkpoint),
         &mut |e| {
-            pb.inc(1);
+            pb.set_position(e.epoch as u64 + 1);
             pb.set_message(format!("loss {:.3}", e.train_loss));
-            history.push(e.clone());
         },
     )?;
     pb.finish_and_clear();
+    if !trained.completed {
+        eprintln!("stopped early; checkpoint at {}", checkpoint.path.display());
+        return Ok(());
+    }
+    let (model, history) = (trained.model, trained.history);
     let train_seconds = clock.elapsed().as_secs_f64();
     let tau = match a.recipe.logit_adjust[..] {
         [t] if t.is_finite() => t,
@@ -120,6 +170,8 @@ pub fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Res
     bundle.header.metrics =
         serde_json::json!({ "validation": report, "history": history, "timing": timing });
     bundle.save(&a.out)?;
+    // The bundle holds everything now; a later run starts afresh.
+    std::fs::remove_file(&checkpoint.path).ok();
     if a.json {
         let mut v = serde_json::to_value(&report)?;
         v["timing"] = timing;
