@@ -1,24 +1,30 @@
 #!/usr/bin/env bash
 # Runs every fuzz target in core/tests/fuzz.rs (bundles, text bundles, IDX, gzip, CIFAR
-# records, OSHA JSON, augmentation JSONL, the embedding cache, tokenizer input) for MINUTES
-# minutes each (default 10), one after the other, and prints per target the inputs tried,
-# the wall time and the peak memory. A panic saves its input under core/tests/fuzz_corpus/
-# and fails the run; those files are replayed by every later run, the test suite included.
-#   bash bench/fuzz.sh [MINUTES]
+# records, OSHA JSON, augmentation JSONL, the embedding cache, tokenizer input, the augment
+# journal, text checkpoints) for MINUTES minutes each (default 10) and prints per target the
+# inputs tried, the wall time and the peak memory. LANES=n runs n targets at once (each is one
+# thread). A panic saves its input under core/tests/fuzz_corpus/ and fails the run; those
+# files are replayed by every later run, the test suite included.
+#   [LANES=2] bash bench/fuzz.sh [MINUTES]
 source "$(dirname "$0")/../scripts/env.sh"
 cd "$ROOT"
 minutes="${1:-10}"
+lanes="${LANES:-1}"
 cargo test --release -p rampart-core --test fuzz --no-run -q 2>/dev/null
 bin=$(ls -t "$CARGO_TARGET_DIR"/release/deps/fuzz-* | grep -v '\.d$' | head -1)
 mkdir -p runs
-log="runs/fuzz-$(date +%Y%m%d-%H%M%S).log"
-status=0
-for t in $("$bin" --list 2>/dev/null | sed -n 's/: test$//p'); do
-  if ! /usr/bin/time -f "$t: %e s wall, peak %M KB" env RAMPART_FUZZ_SECONDS=$((minutes * 60)) \
-      "$bin" --exact "$t" --nocapture --test-threads 1 >>"$log" 2>&1; then
-    status=1
-  fi
+stamp="$(date +%Y%m%d-%H%M%S)"
+run_one() {
+  local t="$1" log="runs/fuzz-$stamp-$1.log"
+  /usr/bin/time -f "$t: %e s wall, peak %M KB" env RAMPART_FUZZ_SECONDS=$((minutes * 60)) \
+    "$bin" --exact "$t" --nocapture --test-threads 1 >"$log" 2>&1
+  local rc=$?
   grep -E "^$t: |inputs in|panicked|skip:" "$log" | tail -n 3
-done
-echo "log: $log"
+  return $rc
+}
+export -f run_one
+export bin minutes stamp
+"$bin" --list 2>/dev/null | sed -n 's/: test$//p' | xargs -P "$lanes" -I{} bash -c 'run_one {}'
+status=$?
+echo "logs: runs/fuzz-$stamp-*.log"
 exit $status

@@ -352,3 +352,83 @@ fn fuzz_tokenizer_input() {
         }
     });
 }
+
+#[test]
+fn fuzz_augment_journal() {
+    use rampart_core::text::journal::{AugmentJournal, OpenMode, RunIdentity, calls_path};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gen.jsonl");
+    let identity = RunIdentity {
+        data: "d".repeat(64),
+        generator: "offline".into(),
+        prompt_version: "v1".into(),
+        config: serde_json::json!({"seed": 0}),
+    };
+    let header = serde_json::to_string(&identity).unwrap();
+    let call = serde_json::json!({"key": "abstract\tFIRES\t1", "answer": "vapors ignited"});
+    let report = serde_json::json!({
+        "id": "1-gen-0", "text": "A fire.", "label": "FIRES", "sources": ["1"],
+        "generator": "offline", "prompt_version": "v1", "abstracts": ["fire"]
+    });
+    // One input is both files: the journal, a NUL, the output.
+    let seed = format!("{header}\n{call}\n{call}\n\0{report}\n{report}\n").into_bytes();
+    fuzz("augment-journal", vec![seed], false, |bytes| {
+        let cut = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        std::fs::write(calls_path(&out), &bytes[..cut]).unwrap();
+        std::fs::write(&out, bytes.get(cut + 1..).unwrap_or_default()).unwrap();
+        if let Ok(j) = AugmentJournal::open(&out, &identity, OpenMode::Resume) {
+            let _ = j.resumed_reports();
+        }
+    });
+}
+
+#[test]
+fn fuzz_text_checkpoints() {
+    use rampart_core::text::checkpoint::TextCheckpointOptions;
+    use rampart_core::text::classifier::{TextLoss, TextTrainConfig, train_mlp_resumable};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.ckpt");
+    let x: Vec<Vec<f32>> = (0..6)
+        .map(|i| vec![i as f32 / 6.0, 1.0 - i as f32 / 6.0])
+        .collect();
+    let y = vec![0, 1, 0, 1, 0, 1];
+    let config = TextTrainConfig {
+        hidden: vec![3],
+        dropout: 0.0,
+        loss: TextLoss::CrossEntropy,
+        rat: None,
+        epochs: 2,
+        batch_size: 3,
+        lr: 1e-2,
+        weight_decay: 0.0,
+        seed: 0,
+    };
+    let options = |stop| TextCheckpointOptions {
+        path: path.clone(),
+        resume: true,
+        stop_after_epochs: stop,
+    };
+    train_mlp_resumable(
+        &x,
+        &y,
+        2,
+        &config,
+        &cpu(),
+        Some(&options(Some(1))),
+        &mut |_| {},
+    )
+    .unwrap();
+    let seed = std::fs::read(&path).unwrap();
+    fuzz("text-checkpoint", vec![seed], true, |bytes| {
+        std::fs::write(&path, bytes).unwrap();
+        let _ = train_mlp_resumable(
+            &x,
+            &y,
+            2,
+            &config,
+            &cpu(),
+            Some(&options(None)),
+            &mut |_| {},
+        );
+    });
+}

@@ -105,8 +105,6 @@ pub(super) fn load(
         .init(device)?
         .try_load_record(record)
         .map_err(|e| Error::Checkpoint(e.to_string()))?;
-    let optim = fresh_optim
-        .from_bytes(Bytes::from_bytes_vec(sections[1].to_vec()))
-        .map_err(|e| Error::Checkpoint(e.to_string()))?;
+    let optim = crate::train::checkpoint::load_optimizer(fresh_optim, sections[1])?;
     Ok((header, model, optim))
 }
