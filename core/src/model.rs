@@ -329,7 +329,7 @@ impl Cnn {
                 let x = relu_max_pool2x2(conv2d(&self.conv1, x));
                 relu_max_pool2x2(conv2d(&self.conv2, x))
             }
-            CnnStyle::Strided => relu(self.conv2.forward(relu(self.conv1.forward(x)))),
+            CnnStyle::Strided => relu(conv2d(&self.conv2, relu(conv2d(&self.conv1, x)))),
         };
         relu(self.fc1.forward(x.flatten(1, 3)))
     }

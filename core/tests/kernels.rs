@@ -68,50 +68,95 @@ fn fused_relu_pool_propagates_nan() {
 }
 
 fn conv(c_in: usize, c_out: usize, k: [usize; 2], pad: [usize; 2], device: &Device) -> Conv2d {
+    conv_with(c_in, c_out, k, pad, [1, 1], true, device)
+}
+
+fn conv_with(
+    c_in: usize,
+    c_out: usize,
+    k: [usize; 2],
+    pad: [usize; 2],
+    stride: [usize; 2],
+    bias: bool,
+    device: &Device,
+) -> Conv2d {
     Conv2dConfig::new([c_in, c_out], k)
         .with_padding(PaddingConfig2d::Explicit(pad[0], pad[1], pad[0], pad[1]))
+        .with_stride(stride)
+        .with_bias(bias)
         .init(device)
 }
 
-/// (input shape, output channels, kernel, padding): one input channel and many, the Madry CNN's
-/// 5×5 "same" convolutions, 3×3 with and without padding, an oblong kernel, odd sizes, and 9
-/// images (two weight-gradient chunks).
-type Case = ([usize; 4], usize, [usize; 2], [usize; 2]);
+/// (input shape, output channels, kernel, padding, stride, bias): one input channel and many,
+/// the Madry CNN's 5×5 "same" convolutions, 3×3 with and without padding, an oblong kernel, odd
+/// sizes, 9 images (two weight-gradient chunks), the strided CNN's 4×4 stride-2 convolutions,
+/// PreAct ResNet's bias-free 3×3 stride-2 and 1×1 stride-2 shortcut convolutions, odd sizes
+/// under stride 2 and 3, unequal strides, 4×4 stride 2 on an odd input, padding 2 under stride
+/// 2, and a wider column than row stride.
+type Case = ([usize; 4], usize, [usize; 2], [usize; 2], [usize; 2], bool);
 
-const CASES: [Case; 6] = [
-    ([3, 1, 12, 12], 4, [5, 5], [2, 2]),
-    ([2, 8, 7, 7], 6, [5, 5], [2, 2]),
-    ([9, 3, 6, 5], 5, [3, 3], [1, 1]),
-    ([2, 10, 6, 7], 3, [3, 3], [0, 0]),
-    ([2, 9, 5, 8], 4, [3, 5], [1, 2]),
-    ([1, 2, 3, 3], 2, [2, 2], [1, 1]),
+const CASES: [Case; 16] = [
+    ([2, 2, 7, 7], 3, [4, 4], [1, 1], [2, 2], true),
+    ([2, 3, 9, 10], 2, [5, 5], [2, 2], [2, 2], false),
+    ([2, 3, 8, 9], 2, [3, 3], [1, 1], [1, 2], true),
+    ([3, 1, 12, 12], 4, [5, 5], [2, 2], [1, 1], true),
+    ([2, 8, 7, 7], 6, [5, 5], [2, 2], [1, 1], true),
+    ([9, 3, 6, 5], 5, [3, 3], [1, 1], [1, 1], true),
+    ([2, 10, 6, 7], 3, [3, 3], [0, 0], [1, 1], true),
+    ([2, 9, 5, 8], 4, [3, 5], [1, 2], [1, 1], true),
+    ([1, 2, 3, 3], 2, [2, 2], [1, 1], [1, 1], true),
+    ([3, 1, 28, 28], 4, [4, 4], [1, 1], [2, 2], true),
+    ([2, 4, 14, 14], 5, [4, 4], [1, 1], [2, 2], true),
+    ([2, 6, 8, 8], 7, [3, 3], [1, 1], [2, 2], false),
+    ([9, 6, 8, 8], 7, [1, 1], [0, 0], [2, 2], false),
+    ([2, 3, 9, 7], 4, [3, 3], [1, 1], [2, 2], true),
+    ([2, 3, 11, 10], 2, [3, 3], [1, 0], [3, 3], false),
+    ([2, 3, 9, 9], 3, [3, 2], [1, 1], [2, 1], true),
 ];
 
 #[test]
 fn convolution_and_its_gradients_match_burn() {
+    let device = ad();
+    for (i, (shape, c_out, k, pad, stride, bias)) in CASES.into_iter().enumerate() {
+        let layer = conv_with(shape[1], c_out, k, pad, stride, bias, &device);
+        matches_burn(&layer, shape, &format!("case {i}"), i as u64 + 10);
+    }
+    // PreAct ResNet's shortcut: 1×1, stride 2, built without padding (`Valid`).
+    let shortcut = Conv2dConfig::new([6, 7], [1, 1])
+        .with_stride([2, 2])
+        .with_bias(false)
+        .init(&device);
+    matches_burn(&shortcut, [3, 6, 9, 9], "valid 1×1 stride 2", 3);
+}
+
+/// `kernels::conv2d(layer, x)`, its input, weight and bias gradients equal Burn's.
+fn matches_burn(layer: &Conv2d, shape: [usize; 4], case: &str, seed: u64) {
     // f32 sums in another order: relative differences of a few ulps times the sum's length.
     let tol = 1e-5;
-    for (i, (shape, c_out, k, pad)) in CASES.into_iter().enumerate() {
-        let device = ad();
-        let layer = conv(shape[1], c_out, k, pad, &device);
-        let x = signed(shape, i as u64 + 10, &device);
-        let (y, gx) = value_and_grad(&x, |x| conv2d(&layer, x));
-        let (y_ref, gx_ref) = value_and_grad(&x, |x| layer.forward(x));
-        assert!(max_rel(&y, &y_ref) < tol, "forward, case {i}");
-        assert!(max_rel(&gx, &gx_ref) < tol, "input gradient, case {i}");
+    let device = ad();
+    let x = signed(shape, seed, &device);
+    let (y, gx) = value_and_grad(&x, |x| conv2d(layer, x));
+    let (y_ref, gx_ref) = value_and_grad(&x, |x| layer.forward(x));
+    assert_eq!(y.len(), y_ref.len(), "output size, {case}");
+    assert!(max_rel(&y, &y_ref) < tol, "forward, {case}");
+    assert!(max_rel(&gx, &gx_ref) < tol, "input gradient, {case}");
 
-        let weight_grads = |f: &dyn Fn(Tensor<4>) -> Tensor<4>| {
-            let y = f(x.clone());
-            let r = signed(y.dims(), 7, &device);
-            let grads = (y * r).sum().backward();
-            let w = values(layer.weight.val().grad(&grads).unwrap());
-            let b = values(layer.bias.as_ref().unwrap().val().grad(&grads).unwrap());
-            (w, b)
-        };
-        let (gw, gb) = weight_grads(&|x| conv2d(&layer, x));
-        let (gw_ref, gb_ref) = weight_grads(&|x| layer.forward(x));
-        assert!(max_rel(&gw, &gw_ref) < tol, "weight gradient, case {i}");
-        assert!(max_rel(&gb, &gb_ref) < tol, "bias gradient, case {i}");
+    let weight_grads = |f: &dyn Fn(Tensor<4>) -> Tensor<4>| {
+        let y = f(x.clone());
+        let r = signed(y.dims(), 7, &device);
+        let grads = (y * r).sum().backward();
+        let w = values(layer.weight.val().grad(&grads).unwrap());
+        let b = layer
+            .bias
+            .as_ref()
+            .map(|b| values(b.val().grad(&grads).unwrap()));
+        (w, b)
+    };
+    let (gw, gb) = weight_grads(&|x| conv2d(layer, x));
+    let (gw_ref, gb_ref) = weight_grads(&|x| layer.forward(x));
+    assert!(max_rel(&gw, &gw_ref) < tol, "weight gradient, {case}");
+    if let (Some(gb), Some(gb_ref)) = (gb, gb_ref) {
+        assert!(max_rel(&gb, &gb_ref) < tol, "bias gradient, {case}");
     }
 }
 
@@ -132,10 +177,10 @@ fn convolution_of_a_batch_equals_its_items_one_by_one() {
 
 #[test]
 fn other_convolutions_fall_back_to_burn() {
-    // Stride 2 is not the host kernel's: the result must be Burn's, exactly.
+    // Dilation 2 is not the host kernel's: the result must be Burn's, exactly.
     let device = Device::flex();
-    let layer = Conv2dConfig::new([2, 3], [4, 4])
-        .with_stride([2, 2])
+    let layer = Conv2dConfig::new([2, 3], [3, 3])
+        .with_dilation([2, 2])
         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
         .init(&device);
     let x = signed([2, 2, 8, 8], 5, &device);

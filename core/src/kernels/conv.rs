@@ -1,4 +1,4 @@
-//! Stride-1 2-D convolution on host memory, as one matrix product per image: the image's
+//! 2-D convolution (any stride, symmetric padding, one group) on host memory, as one matrix product per image: the image's
 //! patches unrolled (im2col, `[C_in·k_h·k_w, H_out·W_out]`, in a per-thread scratch buffer that
 //! stays in cache and is never reallocated) times the weights `[C_out, C_in·k_h·k_w]`, written
 //! straight into the NCHW output. Burn's flex backend instead transposes to NHWC, allocates an
@@ -12,7 +12,7 @@ use std::cell::RefCell;
 
 use super::{par_chunks_mut, simd};
 
-/// A stride-1, dilation-1, single-group convolution of `n` images.
+/// A dilation-1, single-group convolution of `n` images with stride `sh`×`sw`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvShape {
     pub n: usize,
@@ -24,15 +24,17 @@ pub struct ConvShape {
     pub kw: usize,
     pub ph: usize,
     pub pw: usize,
+    pub sh: usize,
+    pub sw: usize,
 }
 
 impl ConvShape {
     pub fn out_h(&self) -> usize {
-        self.h + 2 * self.ph + 1 - self.kh
+        (self.h + 2 * self.ph - self.kh) / self.sh + 1
     }
 
     pub fn out_w(&self) -> usize {
-        self.w + 2 * self.pw + 1 - self.kw
+        (self.w + 2 * self.pw - self.kw) / self.sw + 1
     }
 
     /// Rows of an image's im2col matrix.
@@ -45,6 +47,8 @@ impl ConvShape {
     pub fn supported(&self) -> bool {
         self.kh > 0
             && self.kw > 0
+            && self.sh > 0
+            && self.sw > 0
             && self.ph < self.kh
             && self.pw < self.kw
             && self.h + 2 * self.ph >= self.kh
@@ -134,9 +138,10 @@ fn im2col_len(s: &ConvShape) -> usize {
 /// Unrolls one image `x` (`[c_in, h, w]`) into the front of `scratch` (`[c_in·kh·kw,
 /// out_h·out_w]`, returned): row `(c, ky, kx)` holds the input values that kernel tap meets at
 /// each output position, 0 in the padding. The image is first copied into a zero-padded plane,
-/// so that every output row is one contiguous run of the padded plane; runs are copied in
-/// fixed blocks of [`BLOCK`] values (no call per run, no bounds logic), each block's overshoot
-/// landing where a later block writes, or in the slack.
+/// so that with stride 1 every output row is one contiguous run of the padded plane; runs are
+/// copied in fixed blocks of [`BLOCK`] values (no call per run, no bounds logic), each block's
+/// overshoot landing where a later block writes, or in the slack. Wider column strides gather
+/// every `sw`-th value of the run.
 #[inline(always)]
 fn im2col<'a>(x: &[f32], s: &ConvShape, scratch: &'a mut [f32]) -> &'a [f32] {
     let (oh, ow) = (s.out_h(), s.out_w());
@@ -156,14 +161,21 @@ fn im2col<'a>(x: &[f32], s: &ConvShape, scratch: &'a mut [f32]) -> &'a [f32] {
         for ky in 0..s.kh {
             for kx in 0..s.kw {
                 for oy in 0..oh {
-                    let src = &plane[(oy + ky) * wp + kx..];
-                    let mut j = 0;
-                    while j < ow {
-                        let dst: &mut [f32; BLOCK] = (&mut cols[at + j..at + j + BLOCK])
-                            .try_into()
-                            .expect("block");
-                        dst.copy_from_slice(&src[j..j + BLOCK]);
-                        j += BLOCK;
+                    let src = &plane[(oy * s.sh + ky) * wp + kx..];
+                    if s.sw == 1 {
+                        let mut j = 0;
+                        while j < ow {
+                            let dst: &mut [f32; BLOCK] = (&mut cols[at + j..at + j + BLOCK])
+                                .try_into()
+                                .expect("block");
+                            dst.copy_from_slice(&src[j..j + BLOCK]);
+                            j += BLOCK;
+                        }
+                    } else {
+                        let src = &src[..(ow - 1) * s.sw + 1];
+                        for (d, v) in cols[at..at + ow].iter_mut().zip(src.iter().step_by(s.sw)) {
+                            *d = *v;
+                        }
                     }
                     at += ow;
                 }
@@ -233,19 +245,32 @@ fn col2im(cols: &[f32], s: &ConvShape, dx: &mut [f32]) {
         for ky in 0..s.kh {
             for kx in 0..s.kw {
                 let row = &cols[((c * s.kh + ky) * s.kw + kx) * p..][..p];
-                let lo = s.pw.saturating_sub(kx).min(ow);
-                let hi = (s.w + s.pw).saturating_sub(kx).min(ow).max(lo);
+                // Output columns lo..hi read input columns (ox·sw + kx − pw), inside the image.
+                let lo = s.pw.saturating_sub(kx).div_ceil(s.sw).min(ow);
+                let hi = (s.w + s.pw)
+                    .saturating_sub(kx)
+                    .div_ceil(s.sw)
+                    .min(ow)
+                    .max(lo);
                 if lo == hi {
                     continue;
                 }
                 for oy in 0..oh {
-                    let iy = oy + ky;
+                    let iy = oy * s.sh + ky;
                     if iy < s.ph || iy - s.ph >= s.h {
                         continue;
                     }
-                    let dst = &mut plane[(iy - s.ph) * s.w + lo + kx - s.pw..][..hi - lo];
-                    for (d, v) in dst.iter_mut().zip(&row[oy * ow + lo..oy * ow + hi]) {
-                        *d += v;
+                    let first = (iy - s.ph) * s.w + lo * s.sw + kx - s.pw;
+                    let src = &row[oy * ow + lo..oy * ow + hi];
+                    if s.sw == 1 {
+                        for (d, v) in plane[first..][..hi - lo].iter_mut().zip(src) {
+                            *d += v;
+                        }
+                    } else {
+                        let dst = &mut plane[first..][..(hi - lo - 1) * s.sw + 1];
+                        for (d, v) in dst.iter_mut().step_by(s.sw).zip(src) {
+                            *d += v;
+                        }
                     }
                 }
             }

@@ -1,6 +1,6 @@
 //! Host kernels for the CPU backend (Burn's flex), where its generic operations leave most of
-//! an adversarial-training step's time (docs/BENCHMARKS.md): stride-1 convolutions and a fused
-//! ReLU + 2×2 max-pooling.
+//! an adversarial-training step's time (docs/BENCHMARKS.md): convolutions (any stride,
+//! symmetric padding, one group) and a fused ReLU + 2×2 max-pooling.
 //!
 //! They plug into Burn through its backend-extension mechanism: an extension trait implemented
 //! for `Flex` (the kernel) and for `Autodiff<Flex>` (the kernel plus its backward pass). The
@@ -32,13 +32,14 @@ use burn::tensor::{Bytes, DType, Device, Shape, Tensor};
 pub trait HostKernels: Backend {
     /// `max_pool2d(relu(x))`, 2×2 window, stride 2, on `[N, C, H, W]`.
     fn relu_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// A stride-1, dilation-1, single-group 2-D convolution with a bias and symmetric
-    /// `padding` (`[rows, columns]`), as [`burn::tensor::module::conv2d`] computes it.
-    fn conv2d_stride1(
+    /// A dilation-1, single-group 2-D convolution with a bias, symmetric padding and a stride
+    /// (`geometry`: `[pad rows, pad columns, stride rows, stride columns]`), as
+    /// [`burn::tensor::module::conv2d`] computes it.
+    fn conv2d_host(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
-        padding: [usize; 2],
+        geometry: [usize; 4],
     ) -> FloatTensor<Self>;
 }
 
@@ -71,38 +72,44 @@ pub fn relu_max_pool2x2(x: Tensor<4>) -> Tensor<4> {
     }
 }
 
-/// `conv.forward(x)`; a stride-1, single-group convolution with a bias and symmetric explicit
-/// padding runs on the host kernel on the CPU backend.
+/// `conv.forward(x)`; a single-group, dilation-1 convolution with symmetric explicit padding
+/// runs on the host kernel on the CPU backend (without a bias of its own, on a zero bias that
+/// takes no gradient).
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    match (&conv.bias, conv_padding(conv)) {
-        (Some(bias), Some(padding)) if serves(&x.device()) => {
-            Tensor::from_dispatch(<Dispatch as HostKernels>::conv2d_stride1(
+    match conv_geometry(conv) {
+        Some(geometry) if serves(&x.device()) => {
+            let bias = match &conv.bias {
+                Some(bias) => bias.val(),
+                None => Tensor::zeros([conv.weight.dims()[0]], &x.device()),
+            };
+            Tensor::from_dispatch(<Dispatch as HostKernels>::conv2d_host(
                 x.into_dispatch(),
                 conv.weight.val().into_dispatch(),
-                bias.val().into_dispatch(),
-                padding,
+                bias.into_dispatch(),
+                geometry,
             ))
         }
         _ => conv.forward(x),
     }
 }
 
-/// The padding of a convolution of the host kernel's kind (stride 1, one group, symmetric
-/// explicit padding), `None` for any other; the sizes are checked where the kernel runs
-/// ([`ConvShape::supported`]), which falls back to Burn.
-fn conv_padding(conv: &Conv2d) -> Option<[usize; 2]> {
-    match conv.padding {
-        PaddingConfig2d::Explicit(top, left, bottom, right)
-            if conv.stride == [1, 1]
-                && conv.dilation == [1, 1]
-                && conv.groups == 1
-                && top == bottom
-                && left == right =>
-        {
-            Some([top, left])
-        }
-        _ => None,
+/// `[pad rows, pad columns, stride rows, stride columns]` of a convolution of the host
+/// kernel's kind (one group, dilation 1, no or symmetric explicit padding), `None` for any other;
+/// the sizes are checked where the kernel runs ([`ConvShape::supported`]), which falls back to
+/// Burn.
+fn conv_geometry(conv: &Conv2d) -> Option<[usize; 4]> {
+    if conv.dilation != [1, 1] || conv.groups != 1 {
+        return None;
     }
+    let [top, left] = match conv.padding {
+        // PreAct ResNet's 1×1 shortcuts are built without padding.
+        PaddingConfig2d::Valid => [0, 0],
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            [top, left]
+        }
+        _ => return None,
+    };
+    Some([top, left, conv.stride[0], conv.stride[1]])
 }
 
 /// The same with Burn's operations: the reference the kernel is tested against.
@@ -145,35 +152,35 @@ impl HostKernels for Flex {
         }
     }
 
-    fn conv2d_stride1(
+    fn conv2d_host(
         x: FlexTensor,
         weight: FlexTensor,
         bias: FlexTensor,
-        padding: [usize; 2],
+        geometry: [usize; 4],
     ) -> FlexTensor {
         let (x, weight, bias) = (
             x.to_contiguous(),
             weight.to_contiguous(),
             bias.to_contiguous(),
         );
-        let shape = conv_shape(&x, &weight, padding);
+        let shape = conv_shape(&x, &weight, geometry);
         match (shape, f32_view(&x), f32_view(&weight), f32_view(&bias)) {
             (Some(s), Some(xv), Some(wv), Some(bv)) if bv.len() == s.c_out => flex_f32(
                 conv::forward(xv, wv, bv, &s),
                 vec![s.n, s.c_out, s.out_h(), s.out_w()],
             ),
-            _ => Flex::conv2d(x, weight, Some(bias), conv_options(padding)),
+            _ => Flex::conv2d(x, weight, Some(bias), conv_options(geometry)),
         }
     }
 }
 
-/// The gradients of [`HostKernels::conv2d_stride1`] that `wanted` asks for: input, weights, bias.
-fn conv2d_stride1_backward(
+/// The gradients of [`HostKernels::conv2d_host`] that `wanted` asks for: input, weights, bias.
+fn conv2d_host_backward(
     x: FlexTensor,
     weight: FlexTensor,
     bias: FlexTensor,
     grad: FlexTensor,
-    padding: [usize; 2],
+    geometry: [usize; 4],
     wanted: [bool; 3],
 ) -> [Option<FlexTensor>; 3] {
     let (x, weight, grad) = (
@@ -181,7 +188,7 @@ fn conv2d_stride1_backward(
         weight.to_contiguous(),
         grad.to_contiguous(),
     );
-    let shape = conv_shape(&x, &weight, padding);
+    let shape = conv_shape(&x, &weight, geometry);
     if let (Some(s), Some(xv), Some(wv), Some(gv)) =
         (shape, f32_view(&x), f32_view(&weight), f32_view(&grad))
     {
@@ -199,7 +206,7 @@ fn conv2d_stride1_backward(
         return [dx, dw, db];
     }
     // Other dtypes: Burn's own gradients.
-    let options = conv_options(padding);
+    let options = conv_options(geometry);
     [
         wanted[0].then(|| {
             Flex::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone())
@@ -211,8 +218,8 @@ fn conv2d_stride1_backward(
     ]
 }
 
-/// The shape of `conv2d_stride1(x, weight, _, padding)`, `None` where the kernel does not apply.
-fn conv_shape(x: &FlexTensor, weight: &FlexTensor, padding: [usize; 2]) -> Option<ConvShape> {
+/// The shape of `conv2d_host(x, weight, _, geometry)`, `None` where the kernel does not apply.
+fn conv_shape(x: &FlexTensor, weight: &FlexTensor, geometry: [usize; 4]) -> Option<ConvShape> {
     let [n, c_in, h, w] = dims4(x);
     let [c_out, wc_in, kh, kw] = dims4(weight);
     let s = ConvShape {
@@ -223,14 +230,21 @@ fn conv_shape(x: &FlexTensor, weight: &FlexTensor, padding: [usize; 2]) -> Optio
         c_out,
         kh,
         kw,
-        ph: padding[0],
-        pw: padding[1],
+        ph: geometry[0],
+        pw: geometry[1],
+        sh: geometry[2],
+        sw: geometry[3],
     };
     (wc_in == c_in && s.supported()).then_some(s)
 }
 
-fn conv_options(padding: [usize; 2]) -> ConvOptions<2> {
-    ConvOptions::new([1, 1], padding, [1, 1], 1)
+fn conv_options(geometry: [usize; 4]) -> ConvOptions<2> {
+    ConvOptions::new(
+        [geometry[2], geometry[3]],
+        [geometry[0], geometry[1]],
+        [1, 1],
+        1,
+    )
 }
 
 /// The gradient of [`HostKernels::relu_max_pool2x2`] with respect to its input.
@@ -279,7 +293,7 @@ impl Backward<Flex, 1> for ReluMaxPoolBackward {
 struct Conv2dBackward;
 
 impl Backward<Flex, 3> for Conv2dBackward {
-    type State = (NodeId, NodeId, NodeId, [usize; 2]);
+    type State = (NodeId, NodeId, NodeId, [usize; 4]);
 
     fn backward(
         self,
@@ -288,12 +302,12 @@ impl Backward<Flex, 3> for Conv2dBackward {
         checkpointer: &mut Checkpointer,
     ) {
         let grad = grads.consume::<Flex>(&ops.node);
-        let (x, weight, bias, padding) = ops.state;
+        let (x, weight, bias, geometry) = ops.state;
         let x: FlexTensor = checkpointer.retrieve_node_output(x);
         let weight: FlexTensor = checkpointer.retrieve_node_output(weight);
         let bias: FlexTensor = checkpointer.retrieve_node_output(bias);
         let wanted = ops.parents.each_ref().map(Option::is_some);
-        let out = conv2d_stride1_backward(x, weight, bias, grad, padding, wanted);
+        let out = conv2d_host_backward(x, weight, bias, grad, geometry, wanted);
         for (parent, g) in ops.parents.into_iter().zip(out) {
             if let (Some(node), Some(g)) = (parent, g) {
                 grads.register::<Flex>(node.id, g);
@@ -303,11 +317,11 @@ impl Backward<Flex, 3> for Conv2dBackward {
 }
 
 impl<C: CheckpointStrategy> HostKernels for Autodiff<Flex, C> {
-    fn conv2d_stride1(
+    fn conv2d_host(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
-        padding: [usize; 2],
+        geometry: [usize; 4],
     ) -> FloatTensor<Self> {
         match Conv2dBackward
             .prepare::<C>([x.node(), weight.node(), bias.node()])
@@ -319,21 +333,21 @@ impl<C: CheckpointStrategy> HostKernels for Autodiff<Flex, C> {
                     prep.checkpoint(&x),
                     prep.checkpoint(&weight),
                     prep.checkpoint(&bias),
-                    padding,
+                    geometry,
                 );
-                let out = Flex::conv2d_stride1(
+                let out = Flex::conv2d_host(
                     x.into_primitive(),
                     weight.into_primitive(),
                     bias.into_primitive(),
-                    padding,
+                    geometry,
                 );
                 prep.finish(state, out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::conv2d_stride1(
+            OpsKind::UnTracked(prep) => prep.finish(Flex::conv2d_host(
                 x.into_primitive(),
                 weight.into_primitive(),
                 bias.into_primitive(),
-                padding,
+                geometry,
             )),
         }
     }

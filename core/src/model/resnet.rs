@@ -16,6 +16,7 @@ use super::{
     NamedWeights, Normalization, RaMask, RaOutput, gate_rows, push_conv, push_linear, push_tensor,
 };
 use crate::error::{Error, Result};
+use crate::kernels::conv2d;
 use crate::model::{check_sizes, check_weight_count};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,11 +156,11 @@ impl Block {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let out = relu(self.bn1.forward(x.clone()));
         let shortcut = match &self.shortcut {
-            Some(conv) => conv.forward(out.clone()),
+            Some(conv) => conv2d(conv, out.clone()),
             None => x,
         };
-        let out = self.conv1.forward(out);
-        self.conv2.forward(relu(self.bn2.forward(out))) + shortcut
+        let out = conv2d(&self.conv1, out);
+        conv2d(&self.conv2, relu(self.bn2.forward(out))) + shortcut
     }
 }
 
@@ -183,7 +184,7 @@ fn pool(z: Tensor<4>) -> Tensor<2> {
 
 impl PreActResNet {
     fn trunk(&self, x: Tensor<4>, blocks: usize) -> Tensor<4> {
-        let mut x = self.stem.forward(self.normalization.apply(x));
+        let mut x = conv2d(&self.stem, self.normalization.apply(x));
         for b in &self.blocks[..blocks] {
             x = b.forward(x);
         }
