@@ -108,6 +108,10 @@ fn reseal(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
+thread_local! {
+    static PANICKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Runs `target` on the regression corpus, the seeds, then mutations until the budget is
 /// spent. Returns the number of inputs tried.
 fn fuzz(name: &str, seeds: Vec<Vec<u8>>, sealed: bool, target: impl Fn(&[u8])) -> usize {
@@ -123,8 +127,20 @@ fn fuzz(name: &str, seeds: Vec<Vec<u8>>, sealed: bool, target: impl Fn(&[u8])) -
         .filter_map(|e| std::fs::read(e.path()).ok())
         .collect();
     inputs.extend(seeds.iter().cloned());
+    // A panic that the library catches and turns into an error still counts: in wasm a
+    // panic aborts, so every one must be prevented by a check before it.
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = PANICKED.try_with(|p| p.set(true));
+            previous(info);
+        }));
+    });
     let run = |input: &[u8]| {
-        if catch_unwind(AssertUnwindSafe(|| target(input))).is_err() {
+        PANICKED.with(|p| p.set(false));
+        let caught = catch_unwind(AssertUnwindSafe(|| target(input))).is_err();
+        if caught || PANICKED.with(|p| p.get()) {
             let hash = format!("{:x}", Sha256::digest(input));
             let path = corpus_dir().join(format!("{name}-{}.bin", &hash[..16]));
             let _ = std::fs::create_dir_all(corpus_dir());

@@ -360,8 +360,8 @@ fn corrupt_inputs_get_clear_errors() {
     fails_with(&["train", "--dataset", "imagenet"], "unknown dataset");
 }
 
-/// Kills a training run mid-epoch, resumes it, and checks it ends exactly like a run that
-/// was never interrupted.
+/// Kills a training run with SIGKILL at three random checkpoints, resumes it after each, and
+/// checks it ends exactly like a run that was never interrupted.
 #[test]
 fn resume_after_kill_matches_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -398,33 +398,52 @@ fn resume_after_kill_matches_an_uninterrupted_run() {
     let resumed = dir.path().join("resumed.rampart");
     let ckpt = dir.path().join("resumed.ckpt");
     let mut args = common.to_vec();
-    args.extend(["--out", resumed.to_str().unwrap()]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
-        .args(&args)
-        .arg("--data-dir")
-        .arg(data_dir())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait for the second checkpoint of the first epoch, then kill without warning.
-    let start = std::time::Instant::now();
-    let mut seen = 0;
-    let mut last = None;
-    while seen < 2 {
-        let m = std::fs::metadata(&ckpt).and_then(|m| m.modified()).ok();
-        if m.is_some() && m != last {
-            seen += 1;
-            last = m;
+    args.extend(["--out", resumed.to_str().unwrap(), "--resume"]);
+    // Three kills without warning, each after a random number of further checkpoints (of 24
+    // in the run), each followed by a --resume that the next kill interrupts.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("kill points from seed {seed}");
+    let mut s = seed | 1;
+    let mut killed = 0;
+    for _ in 0..3 {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let wait_for = 1 + (s % 6) as usize;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
+            .args(&args)
+            .arg("--data-dir")
+            .arg(data_dir())
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        let mut seen = 0;
+        let mut last = std::fs::metadata(&ckpt).and_then(|m| m.modified()).ok();
+        while seen < wait_for {
+            let m = std::fs::metadata(&ckpt).and_then(|m| m.modified()).ok();
+            if m.is_some() && m != last {
+                seen += 1;
+                last = m;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(start.elapsed().as_secs() < 300, "no checkpoint appeared");
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        assert!(start.elapsed().as_secs() < 300, "no checkpoint appeared");
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        child.kill().unwrap();
+        if !child.wait().unwrap().success() {
+            killed += 1;
+        }
     }
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    assert!(!status.success(), "the run finished before it was killed");
-    assert!(!resumed.exists(), "the run finished before it was killed");
+    assert!(killed == 3, "a run finished before it was killed");
+    assert!(!resumed.exists(), "a killed run wrote its bundle");
 
-    args.push("--resume");
     ok(&args);
     let metrics = |p: &Path| -> serde_json::Value {
         let mut v: serde_json::Value =

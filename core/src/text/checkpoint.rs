@@ -105,6 +105,6 @@ pub(super) fn load(
         .init(device)?
         .try_load_record(record)
         .map_err(|e| Error::Checkpoint(e.to_string()))?;
-    let optim = crate::train::checkpoint::load_optimizer(fresh_optim, sections[1])?;
+    let optim = crate::train::checkpoint::load_optimizer(fresh_optim, sections[1], sections[0])?;
     Ok((header, model, optim))
 }
