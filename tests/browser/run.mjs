@@ -325,6 +325,81 @@ await test("worker: timer ticks during a 200-step attack, progress, abort within
   }
 });
 
+// The JS API under random option objects and mutated (resealed) bundles: every call resolves
+// or rejects with an Error, none traps, and the module still classifies afterwards.
+// RAMPART_BROWSER_FUZZ_SECONDS sets the time (default 15).
+await test("fuzz: random option objects and resealed bundles never trap", async () => {
+  const { browser, page, errors } = await openPage(NO_WEBGPU);
+  const seconds = Number(process.env.RAMPART_BROWSER_FUZZ_SECONDS || 15);
+  try {
+    const r = await page.evaluate(async ({ img, bundle, seconds }) => {
+      const m = window.rampart;
+      await m.init({ backend: "cpu" });
+      await m.loadBundle("/fixtures/tiny.rampart");
+      const clean = await m.classify(img);
+      let s = 0x9e3779b9;
+      const rnd = () => { s ^= s << 13; s ^= s >>> 17; s ^= s << 5; return (s >>> 0) / 2 ** 32; };
+      const pick = (a) => a[Math.floor(rnd() * a.length)];
+      // Values a caller might pass, valid or not; no valid huge budget (it would only be slow).
+      const scalars = [0, -0, 1, 2, 3, -1, 0.5, 0.03, 1e-7, 1e9, NaN, Infinity, -Infinity, "", "5", "pgd", "x".repeat(1000),
+        null, undefined, true, false, [], {}, [1, 2]];
+      const pixels = () => pick([img, Float32Array.from(img), img.slice(0, 10), img.map((v) => v * 3), img.map(() => NaN),
+        new Float32Array(784), "pixels", 42, null, [img], new Uint8Array(784)]);
+      const value = (k) => k === "pixels" ? pixels() : k === "method" ? pick(["pgd", "pgd-l2", "fgsm", "fgsm-l2", "apgd-ce", "apgd-t", "square", "mi-fgsm", "magic", 3])
+        : k === "loss" ? pick(["ce", "cw", "dlr", 1]) : k === "samples" ? pick([[], [{ pixels: img, label: 1 }], [{ pixels: img, label: 42 }], [{ pixels: img.slice(0, 5), label: 0 }], "x", [null], [{ pixels: img }]])
+        : k === "attributes" ? pick([["rotation"], ["wobble"], [], "rotation", [1]]) : pick(scalars);
+      const keys = { attack: ["pixels", "method", "eps", "steps", "stepSize", "restarts", "randomStart", "loss", "label", "target", "seed"],
+        diagnose: ["samples", "attributes", "eps", "steps", "attributeStep", "loss", "sweepPoints", "seed", "images"],
+        evaluateSuite: ["samples", "eps", "suite", "apgdSteps", "squareQueries", "sanity", "seed"] };
+      const options = (fn) => {
+        if (rnd() < 0.05) return pick(scalars);
+        const o = {};
+        for (const k of keys[fn]) if (rnd() < 0.6) o[k] = value(k);
+        // Budgets kept small when valid: steps and queries in the single digits.
+        for (const k of ["steps", "restarts", "apgdSteps", "squareQueries", "sweepPoints"]) if (typeof o[k] === "number" && o[k] > 9 && o[k] < 1e6) o[k] = 3;
+        if (rnd() < 0.1) o[pick(["colour", "__proto__x", "Steps", ""])] = 1;
+        return o;
+      };
+      const reseal = async (bytes) => {
+        const body = bytes.slice(0, Math.max(0, bytes.length - 32));
+        const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", body));
+        const out = new Uint8Array(body.length + 32); out.set(body); out.set(digest, body.length); return out;
+      };
+      const good = Uint8Array.from(bundle);
+      const counts = { resolved: 0, rejected: 0, notError: 0, traps: 0, bundles: 0 };
+      const trapMessages = [];
+      const end = performance.now() + seconds * 1000;
+      while (performance.now() < end) {
+        const fn = pick(["attack", "attack", "diagnose", "evaluateSuite", "classify", "bundle"]);
+        let call;
+        if (fn === "classify") call = () => m.classify(pixels());
+        else if (fn === "bundle") {
+          const b = good.slice();
+          for (let i = 0, n = 1 + Math.floor(rnd() * 4); i < n; i++) b[Math.floor(rnd() * b.length)] = Math.floor(rnd() * 256);
+          counts.bundles++;
+          call = async () => { try { return await m.loadBundle(await reseal(b)); } finally { await m.loadBundle(good); } };
+        } else call = () => m[fn](options(fn));
+        try { await call(); counts.resolved++; } catch (e) {
+          counts.rejected++;
+          if (!(e instanceof Error)) counts.notError++;
+          if (/crashed in/.test(e?.message)) { counts.traps++; trapMessages.push(e.message.slice(0, 300)); }
+        }
+      }
+      const after = await m.classify(img);
+      return { counts, trapMessages, same: JSON.stringify(after.logits) === JSON.stringify(clean.logits) };
+    }, { img: samples.images[0], bundle: [...fs.readFileSync(path.join(FIXTURES, "tiny.rampart"))], seconds });
+    console.log(`  ${JSON.stringify(r.counts)}`);
+    timings.browser_fuzz = { seconds, ...r.counts };
+    assert(r.counts.traps === 0, `${r.counts.traps} traps: ${r.trapMessages.join(" | ")}`);
+    assert(r.counts.notError === 0, `${r.counts.notError} rejections were not Errors`);
+    assert(r.counts.resolved > 0 && r.counts.rejected > 0, `calls: ${JSON.stringify(r.counts)}`);
+    assert(r.same, "classify after the fuzzing differs");
+    assert(errors.length === 0, `page errors: ${errors}`);
+  } finally {
+    await browser.close();
+  }
+});
+
 function corruptBundles() {
   const bytes = fs.readFileSync(path.join(FIXTURES, "tiny.rampart"));
   const good = [...bytes];
