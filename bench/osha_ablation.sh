@@ -12,7 +12,7 @@ row() {
   local name="$1"; shift
   if [ -f "runs/osha-cv-$name.json" ] && [ -z "${FORCE:-}" ]; then return; fi
   echo "== $name: $*"
-  "$RAMPART_BIN" text cv --json "$@" > "runs/osha-cv-$name.json.tmp"
+  "$RAMPART_BIN" text cv --json --repeats 2 "$@" > "runs/osha-cv-$name.json.tmp"
   mv "runs/osha-cv-$name.json.tmp" "runs/osha-cv-$name.json"
 }
 # The recipe before tuning (RAT ε 0.05; `text train` now defaults to 0.2, see

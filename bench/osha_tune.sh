@@ -12,7 +12,7 @@ row() {
   local name="$1"; shift
   if [ -f "runs/osha-tune-$name.json" ] && [ -z "${FORCE:-}" ]; then return; fi
   echo "== $name: $*"
-  "$RAMPART_BIN" text cv --json --logit-adjust "$TAUS" "$@" > "runs/osha-tune-$name.json.tmp"
+  "$RAMPART_BIN" text cv --json --repeats 2 --logit-adjust "$TAUS" "$@" > "runs/osha-tune-$name.json.tmp"
   mv "runs/osha-tune-$name.json.tmp" "runs/osha-tune-$name.json"
 }
 # First round, from the recipe before tuning (RAT ε 0.05; the default is now 0.2).

@@ -1,7 +1,7 @@
 //! Metrics against scikit-learn 1.x (`precision_recall_fscore_support`, `f1_score` with
 //! `labels=range(5), zero_division=0`), computed for these exact labels; tolerance 1e-12.
 
-use rampart_core::text::metrics::{classification_report, mean_sd};
+use rampart_core::text::metrics::{classification_report, cv_interval95, mean_sd, student_t_975};
 
 #[test]
 fn matches_scikit_learn() {
@@ -71,4 +71,37 @@ fn stratified_folds_deal_every_class_evenly() {
     assert_ne!(folds, stratified_folds(&labels, k, 8).unwrap());
     assert!(stratified_folds(&labels, 1, 0).is_err());
     assert!(stratified_folds(&labels[..3], 4, 0).is_err());
+}
+
+/// Student's t 97.5 % quantiles (scipy.stats.t.ppf(0.975, df)): the table and the expansion
+/// beyond it, to 1e-4.
+#[test]
+fn student_t_quantiles() {
+    for (df, t) in [
+        (1, 12.7062),
+        (14, 2.1448),
+        (30, 2.0423),
+        (31, 2.0395),
+        (40, 2.0211),
+        (60, 2.0003),
+        (120, 1.9799),
+        (1000, 1.9623),
+    ] {
+        let got = student_t_975(df);
+        assert!((got - t).abs() < 1e-4, "df {df}: {got} vs {t}");
+    }
+    assert!(student_t_975(0).is_nan());
+}
+
+/// Two runs of 2-fold CV, 0.8 and 0.9: mean 0.85, sd √0.005, half-width
+/// t(1) · sd · √(1/2 + 1/1) = 12.7062 · √0.0075.
+#[test]
+fn corrected_cv_interval() {
+    let [lo, hi] = cv_interval95(&[0.8, 0.9], 2);
+    let half = 12.7062 * 0.0075f64.sqrt();
+    assert!((lo - (0.85 - half)).abs() < 1e-9 && (hi - (0.85 + half)).abs() < 1e-9);
+    // Wider than the plain t interval, which ignores the shared training folds.
+    let plain = 12.7062 * 0.005f64.sqrt() / 2f64.sqrt();
+    assert!(hi - 0.85 > plain);
+    assert!(cv_interval95(&[0.8], 5)[0].is_nan());
 }

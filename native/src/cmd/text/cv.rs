@@ -19,9 +19,10 @@ pub struct TextCvArgs {
     pub(super) recipe: RecipeArgs,
     #[arg(long, default_value_t = 5)]
     pub(super) folds: usize,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     pub(super) repeats: usize,
-    /// Print one JSON object (per-fold and mean ± sd of accuracy, macro- and weighted-F1).
+    /// Print one JSON object (per-fold scores; mean ± sd and a 95 % interval of accuracy,
+    /// macro- and weighted-F1 and per-class F1).
     #[arg(long)]
     pub(super) json: bool,
 }
@@ -60,17 +61,27 @@ pub fn cmd_cv(a: TextCvArgs, device: DeviceChoice, data_dir: &Path) -> Result<()
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
+        let pct = |m: &rampart_core::text::cv::MeanSd| match m.ci95 {
+            Some([lo, hi]) => format!(
+                "{:.1} ± {:.1} (95 % CI {:.1}–{:.1})",
+                100.0 * m.mean,
+                100.0 * m.sd,
+                100.0 * lo,
+                100.0 * hi
+            ),
+            None => format!("{:.1} ± {:.1}", 100.0 * m.mean, 100.0 * m.sd),
+        };
         for t in &report.logit_adjust {
             println!(
-                "logit adjust τ = {}:  accuracy {:.4} ± {:.4}  macro_f1 {:.4} ± {:.4}  weighted_f1 {:.4} ± {:.4}",
+                "logit adjust τ = {}:  macro-F1 {}  accuracy {}  weighted-F1 {}",
                 t.tau,
-                t.accuracy.mean,
-                t.accuracy.sd,
-                t.macro_f1.mean,
-                t.macro_f1.sd,
-                t.weighted_f1.mean,
-                t.weighted_f1.sd
+                pct(&t.macro_f1),
+                pct(&t.accuracy),
+                pct(&t.weighted_f1)
             );
+            for c in &t.per_class {
+                println!("    {:<50} F1 {}", c.class, pct(&c.f1));
+            }
         }
     }
     Ok(())
