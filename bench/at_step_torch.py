@@ -35,7 +35,11 @@ p.add_argument("--iters", type=int, default=10)
 # cuDNN runs convolutions in TF32 on tensor cores by default; Rampart computes in full fp32, so
 # the comparison defaults to fp32 too, and --tf32 gives PyTorch's out-of-the-box figure.
 p.add_argument("--tf32", action="store_true")
+# Intra-op threads (PyTorch's default: one per physical core).
+p.add_argument("--threads", type=int, default=None)
 a = p.parse_args()
+if a.threads:
+    torch.set_num_threads(a.threads)
 torch.backends.cudnn.allow_tf32 = a.tf32
 torch.backends.cuda.matmul.allow_tf32 = a.tf32
 
