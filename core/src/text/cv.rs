@@ -80,8 +80,8 @@ pub struct CvData<'a> {
 }
 
 /// Mean and standard deviation over the runs, and a 95 % interval for the mean that allows
-/// for the runs' overlapping training folds ([`cv_interval95`]; absent in reports written
-/// before it existed).
+/// for the runs' overlapping training folds ([`cv_interval95`], within [0, 1]; absent in
+/// reports written before it existed).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MeanSd {
     pub mean: f64,
@@ -94,7 +94,10 @@ impl MeanSd {
     fn of(values: impl Iterator<Item = f64>, folds: usize) -> Self {
         let values: Vec<f64> = values.collect();
         let (mean, sd) = mean_sd(&values);
-        let ci95 = Some(cv_interval95(&values, folds)).filter(|[lo, _]| lo.is_finite());
+        // Every score here is a fraction: an interval past 0 or 1 says nothing more.
+        let ci95 = Some(cv_interval95(&values, folds))
+            .filter(|[lo, _]| lo.is_finite())
+            .map(|b| b.map(|v| v.clamp(0.0, 1.0)));
         Self { mean, sd, ci95 }
     }
 }
