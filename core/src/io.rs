@@ -140,7 +140,6 @@ pub fn unseal<'a>(
     let sections = (0..n_sections)
         .map(|_| take())
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    drop(take);
     // Bytes after the last section are damage (or a forgery), never data.
     if at != body.len() {
         return Err(format!(

@@ -336,10 +336,10 @@ fn fuzz_embedding_cache() {
     let seed = std::fs::read(&path).unwrap();
     fuzz("embedding-cache", vec![seed], false, |bytes| {
         std::fs::write(&path, bytes).unwrap();
-        if let Ok(c) = EmbeddingCache::open(dir.path(), &fingerprint, dim) {
-            if let Some(v) = c.get("a report") {
-                assert_eq!(v.len(), dim, "a cached vector of the wrong width");
-            }
+        if let Ok(c) = EmbeddingCache::open(dir.path(), &fingerprint, dim)
+            && let Some(v) = c.get("a report")
+        {
+            assert_eq!(v.len(), dim, "a cached vector of the wrong width");
         }
     });
 }

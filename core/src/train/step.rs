@@ -328,7 +328,7 @@ impl StepPlan {
                 beta,
                 ..
             } if eps > 0.0 => paired(
-                trades_adversarial(&model, x.clone(), eps, *steps, *step_size, seed),
+                trades_adversarial(model, x.clone(), eps, *steps, *step_size, seed),
                 trades_loss,
                 *beta,
             ),
@@ -343,11 +343,11 @@ impl StepPlan {
                     steps: *steps,
                     step_size: *step_size,
                 };
-                let adv = adversarial_inputs(&pgd, &model, x.clone(), y.clone(), eps, seed)?;
+                let adv = adversarial_inputs(&pgd, model, x.clone(), y.clone(), eps, seed)?;
                 paired(adv, mart_loss, *beta)
             }
             _ => {
-                let inputs = adversarial_inputs(method, &model, x.clone(), y.clone(), eps, seed)?;
+                let inputs = adversarial_inputs(method, model, x.clone(), y.clone(), eps, seed)?;
                 let out = forward(inputs);
                 let main = match &self.loss {
                     StepLoss::CrossEntropy => cross_entropy(out.logits.clone(), y.clone()),
@@ -368,7 +368,7 @@ impl StepPlan {
             Some(a) if a.anc => {
                 let nat = natural.unwrap_or_else(|| forward(x.clone()));
                 let (negatives, negative_labels, valid) =
-                    make_negatives(&model, &x, &y, eps, a.negative_steps, seed)?;
+                    make_negatives(model, &x, &y, eps, a.negative_steps, seed)?;
                 let neg = model.forward_ra(negatives, &RaMask::Labels(negative_labels));
                 let aux = nat
                     .aux
