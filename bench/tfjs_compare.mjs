@@ -16,6 +16,7 @@ import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import zlib from "node:zlib";
+import { COMMON, WEBGPU, NO_WEBGPU } from "../tests/browser/chromium.mjs";
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 // The browser tests' packages: one package.json and lock for both.
@@ -79,10 +80,6 @@ const server = http.createServer((req, res) => {
 await new Promise((r) => server.listen(0, "127.0.0.1", r));
 const BASE = `http://127.0.0.1:${server.address().port}`;
 
-// As in tests/browser/run.mjs.
-const COMMON = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"];
-const WEBGPU = ["--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-angle=swiftshader", "--use-webgpu-adapter=swiftshader"];
-const NO_WEBGPU = ["--disable-gpu", "--disable-features=WebGPU"];
 
 const samples = JSON.parse(fs.readFileSync(path.join(FIXTURES, "samples.json"), "utf8"));
 const assert = (cond, msg) => { if (!cond) throw new Error(msg); };

@@ -12,6 +12,7 @@ import fs from "node:fs";
 import crypto from "node:crypto";
 import http from "node:http";
 import path from "node:path";
+import { COMMON, WEBGPU, NO_WEBGPU } from "./chromium.mjs";
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
 const WWW = path.join(ROOT, "www");
@@ -47,9 +48,6 @@ const server = http.createServer((req, res) => {
 await new Promise((r) => server.listen(0, "127.0.0.1", r));
 const BASE = `http://127.0.0.1:${server.address().port}`;
 
-const COMMON = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"];
-const WEBGPU = ["--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-angle=swiftshader", "--use-webgpu-adapter=swiftshader"];
-const NO_WEBGPU = ["--disable-gpu", "--disable-features=WebGPU"];
 
 async function openPage(args) {
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...COMMON, ...args] });
