@@ -6,7 +6,7 @@
 # otherwise idle machine.
 source "$(dirname "$0")/../scripts/env.sh"
 cd "$ROOT"
-cargo build --release -p rampart
+cargo build --release
 mkdir -p runs
 EMPTY="$(mktemp -d)"
 trap 'rm -rf "$EMPTY"' EXIT

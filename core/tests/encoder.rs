@@ -93,3 +93,40 @@ fn a_batch_embeds_like_its_texts_one_by_one() {
         assert!(1.0 - c < 1e-5, "{t:?}: cosine {c}");
     }
 }
+
+/// The host kernel (packed windows, no padding) against Burn's padded operations on the same
+/// weights: every component within 2e-5 of a unit vector, on short texts, an empty one and
+/// reports longer than one window (the PyTorch fixture's), batched together with unequal
+/// lengths.
+#[test]
+fn the_host_kernel_matches_burns_operations() {
+    let Some(e) = encoder() else { return };
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/minilm_reference.json")).unwrap();
+    let mut texts: Vec<&str> = fixture["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["text"].as_str().unwrap())
+        .collect();
+    texts.extend([
+        "",
+        "Fall.",
+        "A worker was struck by a falling beam; he died.",
+    ]);
+    let d = burn::tensor::Device::flex();
+    let host = pollster::block_on(e.embed(&texts, 2048, &d, &mut |_, _| {})).unwrap();
+    let burn = pollster::block_on(e.embed_with_burn(&texts, 2048, &d, &mut |_, _| {})).unwrap();
+    for (t, (a, b)) in texts.iter().zip(host.iter().zip(&burn)) {
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst < 2e-5,
+            "{:?}: largest difference {worst}",
+            &t[..t.len().min(40)]
+        );
+    }
+}

@@ -59,7 +59,7 @@ impl ConvShape {
 /// `dst[m×n] = (accumulate ? dst : 0) + lhs[m×k] · rhs[k×n]`, every matrix given by its row and
 /// column strides into a slice; the bounds are checked here so that the call below is sound.
 #[allow(clippy::too_many_arguments)]
-fn matmul(
+pub(super) fn matmul(
     (m, n, k): (usize, usize, usize),
     dst: &mut [f32],
     dst_rs: usize,
@@ -116,7 +116,7 @@ thread_local! {
 }
 
 /// Runs `f` with this thread's scratch buffer grown to at least `len` values.
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+pub(super) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         if s.len() < len {

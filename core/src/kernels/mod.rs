@@ -8,6 +8,7 @@
 //! other device (wgpu, WebGPU) gets the same computation from Burn's own operations, so results
 //! agree across devices.
 
+pub mod bert;
 mod conv;
 mod pool;
 

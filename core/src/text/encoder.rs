@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::gradient::gradient_of;
+use crate::kernels::bert as host;
 
 /// The fields of a BERT `config.json` the encoder needs.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -71,6 +72,8 @@ pub struct Bert {
     layers: Vec<BertLayer>,
     #[module(skip)]
     heads: usize,
+    #[module(skip)]
+    eps: f64,
 }
 
 /// GELU written as x·Φ(x) with `erf`, so that its gradient is autodiff's of `erf`
@@ -134,6 +137,80 @@ impl Bert {
             x = layer.forward(x, bias.clone(), self.heads);
         }
         x
+    }
+}
+
+async fn values<const D: usize>(p: &Param<Tensor<D>>) -> Result<Vec<f32>> {
+    crate::tensor_io::read_floats(p.val()).await
+}
+
+async fn host_dense(linear: &Linear) -> Result<host::Dense> {
+    let [inputs, outputs] = linear.weight.dims();
+    let bias = match &linear.bias {
+        Some(b) => values(b).await?,
+        None => vec![0.0; outputs],
+    };
+    Ok(host::Dense {
+        weight: values(&linear.weight).await?,
+        bias,
+        inputs,
+        outputs,
+    })
+}
+
+async fn host_norm(norm: &LayerNorm) -> Result<host::Norm> {
+    let gamma = values(&norm.gamma).await?;
+    let beta = match &norm.beta {
+        Some(b) => values(b).await?,
+        None => vec![0.0; gamma.len()],
+    };
+    Ok(host::Norm { gamma, beta })
+}
+
+impl Bert {
+    /// A copy of the weights for the host kernel ([`crate::kernels::bert`]).
+    async fn to_host(&self) -> Result<host::HostBert> {
+        let h = self.embedding_norm.gamma.dims()[0];
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for l in &self.layers {
+            let (q, k, v) = (
+                host_dense(&l.query).await?,
+                host_dense(&l.key).await?,
+                host_dense(&l.value).await?,
+            );
+            // Fused `[hidden, 3·hidden]`: row i is q's row i, then k's, then v's.
+            let mut weight = Vec::with_capacity(3 * h * h);
+            for i in 0..h {
+                for d in [&q, &k, &v] {
+                    weight.extend_from_slice(&d.weight[i * h..(i + 1) * h]);
+                }
+            }
+            let bias = [q.bias, k.bias, v.bias].concat();
+            layers.push(host::Layer {
+                qkv: host::Dense {
+                    weight,
+                    bias,
+                    inputs: h,
+                    outputs: 3 * h,
+                },
+                attention_out: host_dense(&l.attention_out).await?,
+                attention_norm: host_norm(&l.attention_norm).await?,
+                intermediate: host_dense(&l.intermediate).await?,
+                output: host_dense(&l.output).await?,
+                output_norm: host_norm(&l.output_norm).await?,
+            });
+        }
+        let token_type = values(&self.token_type_embeddings.weight).await?;
+        Ok(host::HostBert {
+            hidden: h,
+            heads: self.heads,
+            eps: self.eps as f32,
+            word: values(&self.word_embeddings.weight).await?,
+            position: values(&self.position_embeddings.weight).await?,
+            token_type: token_type[..h].to_vec(),
+            embedding_norm: host_norm(&self.embedding_norm).await?,
+            layers,
+        })
     }
 }
 
@@ -264,6 +341,7 @@ impl Bert {
             embedding_norm: w.layer_norm("embeddings.LayerNorm", h, eps)?,
             layers,
             heads: config.num_attention_heads,
+            eps,
         })
     }
 }
@@ -292,6 +370,8 @@ pub struct SentenceEncoder {
     pad: u32,
     max_tokens: usize,
     hidden: usize,
+    /// The host kernel's copy of the weights, made on the first embedding on the CPU backend.
+    host: std::sync::OnceLock<host::HostBert>,
     /// SHA-256 of the weights and tokeniser: embeddings cached under another model are stale.
     pub fingerprint: String,
 }
@@ -356,6 +436,7 @@ impl SentenceEncoder {
             pad,
             max_tokens,
             hidden: config.hidden_size,
+            host: std::sync::OnceLock::new(),
             fingerprint,
         })
     }
@@ -495,7 +576,8 @@ impl SentenceEncoder {
 
     /// Unit-norm embeddings, one per text. `batch_tokens` bounds the padded tokens encoded
     /// at once (windows are sorted by length so padding stays small); `progress(done, total)`
-    /// counts windows.
+    /// counts windows. On the CPU backend the host kernel ([`crate::kernels::bert`]) encodes
+    /// them, without padding; elsewhere Burn's operations do.
     pub async fn embed(
         &self,
         texts: &[&str],
@@ -503,6 +585,45 @@ impl SentenceEncoder {
         device: &Device,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<Vec<f32>>> {
+        let host = crate::kernels::serves(device);
+        self.embed_on(texts, batch_tokens, device, host, progress)
+            .await
+    }
+
+    /// [`SentenceEncoder::embed`] with Burn's operations on every device: the reference the
+    /// host kernel is tested against.
+    pub async fn embed_with_burn(
+        &self,
+        texts: &[&str],
+        batch_tokens: usize,
+        device: &Device,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        self.embed_on(texts, batch_tokens, device, false, progress)
+            .await
+    }
+
+    async fn host_bert(&self) -> Result<&host::HostBert> {
+        if self.host.get().is_none() {
+            let weights = self.bert.to_host().await?;
+            let _ = self.host.set(weights);
+        }
+        Ok(self.host.get().expect("set above"))
+    }
+
+    async fn embed_on(
+        &self,
+        texts: &[&str],
+        batch_tokens: usize,
+        device: &Device,
+        host: bool,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        let host = if host {
+            Some(self.host_bert().await?)
+        } else {
+            None
+        };
         let windows = self.windows(texts)?;
         let mut order: Vec<usize> = (0..windows.len()).collect();
         order.sort_by_key(|&i| windows[i].ids.len());
@@ -520,15 +641,34 @@ impl SentenceEncoder {
                 end += 1;
             }
             let batch = &order[start..end];
-            let l = windows[batch[batch.len() - 1]].ids.len();
             let b = batch.len();
-            let (ids, mask) = self.batch(&windows, batch, l, device);
-            let tokens = self.bert.forward(ids, mask.clone());
             // Sum of each window's token vectors: `[b, h]`.
-            let summed = (tokens * mask.reshape([b, l, 1]))
-                .sum_dim(1)
-                .reshape([b, h]);
-            let values = crate::tensor_io::read_floats(summed).await?;
+            let values = match host {
+                Some(bert) => {
+                    let ids: Vec<&[u32]> = batch.iter().map(|&w| &windows[w].ids[..]).collect();
+                    let tokens = bert.forward(&ids);
+                    let mut summed = vec![0f32; b * h];
+                    let mut rows = tokens.chunks_exact(h);
+                    for (r, window) in ids.iter().enumerate() {
+                        let acc = &mut summed[r * h..(r + 1) * h];
+                        for row in rows.by_ref().take(window.len()) {
+                            for (a, v) in acc.iter_mut().zip(row) {
+                                *a += v;
+                            }
+                        }
+                    }
+                    summed
+                }
+                None => {
+                    let l = windows[batch[b - 1]].ids.len();
+                    let (ids, mask) = self.batch(&windows, batch, l, device);
+                    let tokens = self.bert.forward(ids, mask.clone());
+                    let summed = (tokens * mask.reshape([b, l, 1]))
+                        .sum_dim(1)
+                        .reshape([b, h]);
+                    crate::tensor_io::read_floats(summed).await?
+                }
+            };
             for (r, &w) in batch.iter().enumerate() {
                 let t = windows[w].text;
                 for (s, v) in sums[t].iter_mut().zip(&values[r * h..(r + 1) * h]) {
