@@ -418,6 +418,7 @@ fn fuzz_text_checkpoints() {
         lr: 1e-2,
         weight_decay: 0.0,
         seed: 0,
+        seeds: 1,
     };
     let options = |stop| TextCheckpointOptions {
         path: path.clone(),

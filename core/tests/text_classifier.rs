@@ -5,8 +5,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rampart_core::Error;
 use rampart_core::text::checkpoint::TextCheckpointOptions;
 use rampart_core::text::classifier::{
-    Perturbation, RatConfig, TextEpoch, TextLoss, TextTrainConfig, loss_fn, perturb, predict_proba,
-    train_mlp, train_mlp_resumable,
+    Mlp, MlpConfig, Perturbation, RatConfig, TextEpoch, TextLoss, TextTrainConfig, loss_fn,
+    perturb, predict_proba, train_mlp, train_mlp_resumable,
 };
 use rampart_core::text::metrics::classification_report;
 
@@ -55,6 +55,7 @@ fn recipe(rat: Option<RatConfig>) -> TextTrainConfig {
         lr: 3e-3,
         weight_decay: 0.0,
         seed: 1,
+        seeds: 1,
     }
 }
 
@@ -242,4 +243,102 @@ fn text_training_resumes_exactly_and_refuses_other_runs() {
         r => panic!("expected a refusal, got {:?}", r.map(|t| t.completed)),
     }
     assert_eq!(std::fs::read(dir.path().join("parts.ckpt")).unwrap(), saved);
+}
+
+/// Logits of `model` on `x` (evaluation mode).
+fn logits(model: &Mlp, x: &[Vec<f32>], device: &Device) -> Vec<f32> {
+    let flat: Vec<f32> = x.iter().flatten().copied().collect();
+    let xt = Tensor::<2>::from_data(TensorData::new(flat, [x.len(), x[0].len()]), device);
+    burn::module::Module::valid(model)
+        .forward(xt.without_autodiff())
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
+}
+
+/// One MLP made of several: its logits are the members' mean, for no, one and two hidden
+/// layers (the block-diagonal case), within 1e-5.
+#[test]
+fn an_ensemble_is_one_mlp_with_the_mean_logits() {
+    let _serial = serial();
+    let device = Device::flex().autodiff();
+    let (x, _) = data(&[4, 4, 4], 5);
+    for hidden in [vec![], vec![8], vec![8, 6]] {
+        let config = MlpConfig {
+            input: 16,
+            hidden: hidden.clone(),
+            num_classes: 3,
+            dropout: 0.3,
+        };
+        let members: Vec<Mlp> = (0..3).map(|_| config.init(&device).unwrap()).collect();
+        let merged = Mlp::ensemble(&members).unwrap();
+        assert_eq!(
+            merged.hidden(),
+            hidden.iter().map(|h| 3 * h).collect::<Vec<_>>()
+        );
+        let each: Vec<Vec<f32>> = members.iter().map(|m| logits(m, &x, &device)).collect();
+        let mean: Vec<f32> = (0..each[0].len())
+            .map(|i| each.iter().map(|l| l[i]).sum::<f32>() / 3.0)
+            .collect();
+        assert!(
+            each[0] != each[1],
+            "members must differ for the test to mean anything"
+        );
+        for (a, b) in logits(&merged, &x, &device).iter().zip(&mean) {
+            assert!((a - b).abs() < 1e-5, "hidden {hidden:?}: {a} vs mean {b}");
+        }
+    }
+    let other = MlpConfig {
+        input: 16,
+        hidden: vec![4],
+        num_classes: 3,
+        dropout: 0.0,
+    };
+    let a = other.init(&device).unwrap();
+    let b = MlpConfig {
+        hidden: vec![5],
+        ..other
+    }
+    .init(&device)
+    .unwrap();
+    assert!(Mlp::ensemble(&[a, b]).is_err());
+    assert!(Mlp::ensemble(&[]).is_err());
+}
+
+/// `seeds: 2` trains exactly the two single models of its members' seeds and merges them.
+#[test]
+fn a_seed_ensemble_is_its_members_merged() {
+    let _serial = serial();
+    let device = Device::flex().autodiff();
+    let (x, y) = data(&[30, 12, 6], 9);
+    let config = TextTrainConfig {
+        epochs: 3,
+        seeds: 2,
+        ..recipe(Some(rat()))
+    };
+    let ensemble = train_mlp(&x, &y, 3, &config, &device, &mut |_| {}).unwrap();
+    let members: Vec<Mlp> = (0..2u64)
+        .map(|i| {
+            let member = TextTrainConfig {
+                seed: config
+                    .seed
+                    .wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                seeds: 1,
+                ..config.clone()
+            };
+            train_mlp(&x, &y, 3, &member, &device, &mut |_| {}).unwrap()
+        })
+        .collect();
+    let merged = Mlp::ensemble(&members).unwrap();
+    for (a, b) in logits(&ensemble, &x, &device)
+        .iter()
+        .zip(logits(&merged, &x, &device))
+    {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+    let bad = TextTrainConfig {
+        seeds: 0,
+        ..config.clone()
+    };
+    assert!(train_mlp(&x, &y, 3, &bad, &device, &mut |_| {}).is_err());
 }

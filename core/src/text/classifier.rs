@@ -103,6 +103,74 @@ impl Mlp {
         self.out.weight.dims()[1]
     }
 
+    /// The widths of the hidden layers.
+    pub fn hidden(&self) -> Vec<usize> {
+        self.layers.iter().map(|l| l.weight.dims()[1]).collect()
+    }
+
+    /// The logit-averaging ensemble of `members` (MLPs of one shape) as a single MLP: the
+    /// members' first layers side by side, deeper hidden layers block-diagonal, the output
+    /// layers stacked and divided by their number, output biases averaged. Its logits are the
+    /// mean of the members' logits (in evaluation, where dropout is off), so a bundle, the
+    /// browser and every attack take it as they take one model.
+    pub fn ensemble(members: &[Mlp]) -> Result<Mlp> {
+        let first = members
+            .first()
+            .ok_or_else(|| Error::invalid("ensemble", "needs at least one model"))?;
+        let shape = |m: &Mlp| (m.out.weight.dims(), m.hidden());
+        if members.iter().any(|m| shape(m) != shape(first)) {
+            return Err(Error::invalid("ensemble", "models differ in shape"));
+        }
+        let n = members.len();
+        let device = first.out.weight.device();
+        let weights = |f: &dyn Fn(&Mlp) -> Tensor<2>| members.iter().map(f).collect::<Vec<_>>();
+        let biases = |f: &dyn Fn(&Mlp) -> Tensor<1>| members.iter().map(f).collect::<Vec<_>>();
+        let bias_of = |l: &Linear, width: usize| match &l.bias {
+            Some(b) => b.val(),
+            None => Tensor::zeros([width], &device),
+        };
+        let leaf2 = |t: Tensor<2>| burn::module::Param::from_tensor(t.detach());
+        let leaf1 = |t: Tensor<1>| Some(burn::module::Param::from_tensor(t.detach()));
+        let mut layers = Vec::with_capacity(first.layers.len());
+        for (j, layer) in first.layers.iter().enumerate() {
+            let [rows, cols] = layer.weight.dims();
+            let ws = weights(&|m| m.layers[j].weight.val());
+            let weight = if j == 0 {
+                Tensor::cat(ws, 1)
+            } else {
+                let mut w = Tensor::zeros([n * rows, n * cols], &device);
+                for (i, wi) in ws.into_iter().enumerate() {
+                    w = w.slice_assign([i * rows..(i + 1) * rows, i * cols..(i + 1) * cols], wi);
+                }
+                w
+            };
+            let bias = Tensor::cat(biases(&|m| bias_of(&m.layers[j], cols)), 0);
+            let mut linear = LinearConfig::new(weight.dims()[0], weight.dims()[1]).init(&device);
+            linear.weight = leaf2(weight);
+            linear.bias = leaf1(bias);
+            layers.push(linear);
+        }
+        let [rows, k] = first.out.weight.dims();
+        let ws = weights(&|m| m.out.weight.val());
+        let weight = if first.layers.is_empty() {
+            Tensor::stack::<3>(ws, 0).sum_dim(0).reshape([rows, k])
+        } else {
+            Tensor::cat(ws, 0)
+        } / n as f64;
+        let bias = Tensor::stack::<2>(biases(&|m| bias_of(&m.out, k)), 0)
+            .sum_dim(0)
+            .reshape([k])
+            / n as f64;
+        let mut out = LinearConfig::new(weight.dims()[0], k).init(&device);
+        out.weight = leaf2(weight);
+        out.bias = leaf1(bias);
+        Ok(Mlp {
+            layers,
+            out,
+            dropout: first.dropout.clone(),
+        })
+    }
+
     /// The same classifier with `delta` added to its logits (its output bias), e.g. a
     /// [`logit_adjustment`].
     pub fn shift_logits(mut self, delta: &[f32]) -> Result<Self> {
@@ -229,10 +297,27 @@ pub struct TextTrainConfig {
     pub lr: f64,
     pub weight_decay: f64,
     pub seed: u64,
+    /// Members of a seed ensemble (1: a single model). Each trains from its own seed; the
+    /// result is [`Mlp::ensemble`] of them, one MLP whose logits are their mean.
+    #[serde(default = "one")]
+    pub seeds: usize,
 }
+
+fn one() -> usize {
+    1
+}
+
+/// Largest `seeds`: the widened layers stay far below the width limit at 64.
+pub const MAX_SEEDS: usize = 64;
 
 impl TextTrainConfig {
     pub fn validate(&self) -> Result<()> {
+        if !(1..=MAX_SEEDS).contains(&self.seeds) {
+            return Err(Error::invalid(
+                "text training config",
+                format!("seeds must be in 1..={MAX_SEEDS}, got {}", self.seeds),
+            ));
+        }
         if self.epochs == 0 || self.batch_size == 0 || !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(Error::invalid(
                 "text training config",
@@ -384,9 +469,82 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9)
 }
 
+/// The checkpoint of ensemble member `member` (> 0; member 0 uses `path` itself).
+pub fn member_checkpoint(path: &std::path::Path, member: usize) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".member{member}"));
+    path.with_file_name(name)
+}
+
 /// [`train_mlp`] with a checkpoint after every epoch; with `checkpoint.resume` it continues
-/// from the checkpoint, which must have been written for the same recipe and data.
+/// from the checkpoint, which must have been written for the same recipe and data. A seed
+/// ensemble trains its members one after the other, each with its own checkpoint
+/// ([`member_checkpoint`]); `history` then runs through the members in turn.
 pub fn train_mlp_resumable(
+    x: &[Vec<f32>],
+    y: &[usize],
+    num_classes: usize,
+    config: &TextTrainConfig,
+    device: &Device,
+    checkpoint: Option<&TextCheckpointOptions>,
+    on_epoch: &mut dyn FnMut(&TextEpoch),
+) -> Result<TextTrained> {
+    config.validate()?;
+    if config.seeds == 1 {
+        return train_member(x, y, num_classes, config, device, checkpoint, on_epoch);
+    }
+    let mut members = Vec::with_capacity(config.seeds);
+    let mut history = Vec::new();
+    let mut resumed_at = 0;
+    for i in 0..config.seeds {
+        let member_config = TextTrainConfig {
+            // Far apart, so that no member repeats another's draws in any epoch.
+            seed: config
+                .seed
+                .wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            seeds: 1,
+            ..config.clone()
+        };
+        let member_ck = checkpoint.map(|c| TextCheckpointOptions {
+            path: if i == 0 {
+                c.path.clone()
+            } else {
+                member_checkpoint(&c.path, i)
+            },
+            ..c.clone()
+        });
+        let trained = train_member(
+            x,
+            y,
+            num_classes,
+            &member_config,
+            device,
+            member_ck.as_ref(),
+            on_epoch,
+        )?;
+        if i == 0 {
+            resumed_at = trained.resumed_at;
+        }
+        history.extend(trained.history);
+        if !trained.completed {
+            return Ok(TextTrained {
+                model: trained.model,
+                history,
+                resumed_at,
+                completed: false,
+            });
+        }
+        members.push(trained.model);
+    }
+    Ok(TextTrained {
+        model: Mlp::ensemble(&members)?,
+        history,
+        resumed_at,
+        completed: true,
+    })
+}
+
+fn train_member(
     x: &[Vec<f32>],
     y: &[usize],
     num_classes: usize,

@@ -9,7 +9,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::classifier::{TextTrainConfig, logit_adjustment, predict_proba, train_mlp};
+use super::classifier::{TextLoss, TextTrainConfig, logit_adjustment, predict_proba, train_mlp};
 use super::data::TextDataset;
 use super::metrics::{classification_report, cv_interval95, mean_sd};
 use super::tfidf::Tfidf;
@@ -46,6 +46,17 @@ pub fn stratified_folds(labels: &[usize], k: usize, seed: u64) -> Result<Vec<usi
     Ok(fold)
 }
 
+/// The normalised geometric mean of two distributions (the mean of their log-probabilities).
+pub fn geometric_mean(a: &[f32], b: &[f32]) -> Vec<f32> {
+    let g: Vec<f32> = a
+        .iter()
+        .zip(b)
+        .map(|(p, q)| (p.max(1e-30) * q.max(1e-30)).sqrt())
+        .collect();
+    let z: f32 = g.iter().sum();
+    g.iter().map(|v| v / z).collect()
+}
+
 /// The input features of a cross-validated classifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -56,6 +67,10 @@ pub enum Features {
     Tfidf,
     /// Both, concatenated.
     Both,
+    /// Stacked: the recipe on embeddings and a logistic regression on TF-IDF (cross-entropy,
+    /// no RAT, the recipe's optimiser settings), their log-probabilities averaged with equal
+    /// weights (nothing tuned, so nothing can leak from the held-out fold).
+    Stack,
 }
 
 /// What to cross-validate: `repeats` × `folds` runs of the recipe `config`, each scored at
@@ -226,28 +241,59 @@ pub async fn cross_validate(
                     }
                 }
             }
-            if spec.features != Features::Embedding {
-                // Fit the vocabulary on the training fold only.
-                let tfidf = Tfidf::fit(&train_texts, 2, 20_000, true)?;
-                let lexical = |texts: &[&str], dense: &mut Vec<Vec<f32>>| {
-                    for (i, t) in texts.iter().enumerate() {
-                        let v = tfidf.transform(t);
-                        if spec.features == Features::Both {
-                            dense[i].extend(v);
-                        } else {
-                            dense[i] = v;
-                        }
-                    }
-                };
-                lexical(&train_texts, &mut tx);
-                lexical(&val_texts, &mut vx);
-            }
             let run_config = TextTrainConfig {
                 seed: spec.config.seed.wrapping_add((r * spec.folds + f) as u64),
                 ..spec.config.clone()
             };
-            let model = train_mlp(&tx, &ty, k, &run_config, device, &mut |_| {})?;
-            let probs = predict_proba(&model, &vx, device).await?;
+            let probs = match spec.features {
+                Features::Embedding => {
+                    let model = train_mlp(&tx, &ty, k, &run_config, device, &mut |_| {})?;
+                    predict_proba(&model, &vx, device).await?
+                }
+                Features::Tfidf | Features::Both => {
+                    // Fit the vocabulary on the training fold only.
+                    let tfidf = Tfidf::fit(&train_texts, 2, 20_000, true)?;
+                    let both = spec.features == Features::Both;
+                    let lexical = |texts: &[&str], dense: &mut Vec<Vec<f32>>| {
+                        for (i, t) in texts.iter().enumerate() {
+                            let v = tfidf.transform(t);
+                            if both {
+                                dense[i].extend(v);
+                            } else {
+                                dense[i] = v;
+                            }
+                        }
+                    };
+                    lexical(&train_texts, &mut tx);
+                    lexical(&val_texts, &mut vx);
+                    let model = train_mlp(&tx, &ty, k, &run_config, device, &mut |_| {})?;
+                    predict_proba(&model, &vx, device).await?
+                }
+                Features::Stack => {
+                    let model = train_mlp(&tx, &ty, k, &run_config, device, &mut |_| {})?;
+                    let dense = predict_proba(&model, &vx, device).await?;
+                    let tfidf = Tfidf::fit(&train_texts, 2, 20_000, true)?;
+                    let lexical = |texts: &[&str]| {
+                        texts.iter().map(|t| tfidf.transform(t)).collect::<Vec<_>>()
+                    };
+                    let linear = TextTrainConfig {
+                        hidden: Vec::new(),
+                        dropout: 0.0,
+                        loss: TextLoss::CrossEntropy,
+                        rat: None,
+                        seeds: 1,
+                        ..run_config.clone()
+                    };
+                    let model =
+                        train_mlp(&lexical(&train_texts), &ty, k, &linear, device, &mut |_| {})?;
+                    let sparse = predict_proba(&model, &lexical(&val_texts), device).await?;
+                    dense
+                        .iter()
+                        .zip(&sparse)
+                        .map(|(a, b)| geometric_mean(a, b))
+                        .collect()
+                }
+            };
             let counts = class_counts(&ty, k);
             let per_tau = spec
                 .logit_adjust

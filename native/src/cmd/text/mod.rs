@@ -72,6 +72,9 @@ pub(super) enum FeaturesArg {
     Tfidf,
     /// Both, concatenated.
     Both,
+    /// The recipe on embeddings stacked with logistic regression on TF-IDF (log-probabilities
+    /// averaged).
+    Stack,
 }
 
 impl From<FeaturesArg> for Features {
@@ -80,6 +83,7 @@ impl From<FeaturesArg> for Features {
             FeaturesArg::Embedding => Features::Embedding,
             FeaturesArg::Tfidf => Features::Tfidf,
             FeaturesArg::Both => Features::Both,
+            FeaturesArg::Stack => Features::Stack,
         }
     }
 }
@@ -141,6 +145,10 @@ pub struct RecipeArgs {
     pub(super) weight_decay: f64,
     #[arg(long, default_value_t = 0)]
     pub(super) seed: u64,
+    /// Members of a seed ensemble: MLPs trained from different seeds whose logits are
+    /// averaged (the bundle holds them as one wider MLP).
+    #[arg(long, default_value_t = 1)]
+    pub(super) seeds: usize,
 }
 
 /// Opens the encoder and its embedding cache.
@@ -238,6 +246,7 @@ impl RecipeArgs {
             lr: self.lr,
             weight_decay: self.weight_decay,
             seed: self.seed,
+            seeds: self.seeds,
         })
     }
 

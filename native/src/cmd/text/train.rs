@@ -7,7 +7,9 @@ use clap::Args;
 
 use rampart_core::bundle::{TextBundle, TextBundleHeader};
 use rampart_core::text::checkpoint::TextCheckpointOptions;
-use rampart_core::text::classifier::{MlpConfig, evaluate, logit_adjustment, train_mlp_resumable};
+use rampart_core::text::classifier::{
+    MlpConfig, evaluate, logit_adjustment, member_checkpoint, train_mlp_resumable,
+};
 use rampart_core::text::data::{TextDataset, load_osha};
 
 use super::{EncoderArgs, FeaturesArg, RecipeArgs, embed, open_encoder};
@@ -110,7 +112,8 @@ pub fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Res
     let embed_seconds = clock.elapsed().as_secs_f64();
     let config = a.recipe.config()?;
     let clock = std::time::Instant::now();
-    let pb = bar(config.epochs as u64, "train");
+    let pb = bar((config.epochs * config.seeds) as u64, "train");
+    let mut epochs_done = 0;
     let trained = train_mlp_resumable(
         &x,
         &train.labels(),
@@ -119,7 +122,8 @@ pub fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Res
         &embedder.device,
         Some(&checkpoint),
         &mut |e| {
-            pb.set_position(e.epoch as u64 + 1);
+            epochs_done += 1;
+            pb.set_position(epochs_done);
             pb.set_message(format!("loss {:.3}", e.train_loss));
         },
     )?;
@@ -138,7 +142,8 @@ pub fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Res
     let header = TextBundleHeader {
         mlp: MlpConfig {
             input: embedder.encoder.dim(),
-            hidden: config.hidden.clone(),
+            // An ensemble's members side by side.
+            hidden: model.hidden(),
             num_classes: train.num_classes(),
             dropout: config.dropout,
         },
@@ -148,6 +153,7 @@ pub fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Res
         recipe: serde_json::json!({
             "augment": a.recipe.augment_name(),
             "logit_adjust": tau,
+            "seeds": config.seeds,
             "train_reports": train.len(),
             "config": config,
         }),
@@ -172,6 +178,9 @@ pub fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Res
     bundle.save(&a.out)?;
     // The bundle holds everything now; a later run starts afresh.
     std::fs::remove_file(&checkpoint.path).ok();
+    for i in 1..config.seeds {
+        std::fs::remove_file(member_checkpoint(&checkpoint.path, i)).ok();
+    }
     if a.json {
         let mut v = serde_json::to_value(&report)?;
         v["timing"] = timing;
