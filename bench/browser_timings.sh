@@ -5,7 +5,7 @@
 source "$(dirname "$0")/../scripts/env.sh"
 cd "$ROOT"
 bash scripts/build-web.sh >/dev/null 2>&1
-cargo build --release -p rampart -q
+cargo build --release -q
 FIXTURES="$(mktemp -d)"; trap 'rm -rf "$FIXTURES"' EXIT
 bash scripts/browser-fixtures.sh "$FIXTURES"
 ENCODER="$RAMPART_DATA/../models/all-MiniLM-L6-v2"
