@@ -308,7 +308,11 @@ await test("worker: timer ticks during a 200-step attack, progress, abort within
     assert(r.ticks.length >= 3, `${r.ticks.length} progress calls`);
     assert(r.maxGap < 50, `the main thread's timer stalled for ${r.maxGap.toFixed(1)} ms during the attack`);
     assert(r.rejection?.name === "AbortError" && r.rejection.isError, `abort rejected with ${JSON.stringify(r.rejection)}`);
-    assert(r.abortMs <= Math.max(stepMs, 1), `abort took ${r.abortMs.toFixed(1)} ms, a step takes ${stepMs.toFixed(1)} ms`);
+    // The rejection is issued at once on the page's thread, so what is measured is its event
+    // loop's latency: a few ms of jitter on a loaded 2-core machine (4.4 ms seen against a
+    // 2.6 ms step). 20 ms stays far below the ≥ 180 steps a call that waited would take.
+    assert(r.abortMs <= Math.max(stepMs, 20), `abort took ${r.abortMs.toFixed(1)} ms, a step takes ${stepMs.toFixed(1)} ms`);
+    assert(r.abortMs < (200 - r.doneAtAbort) * stepMs / 4, `abort took ${r.abortMs.toFixed(1)} ms: the remaining steps were waited for`);
     assert(JSON.stringify(r.afterAbort.logits) === JSON.stringify(r.clean.logits), "classify after the abort differs");
     assert(r.trap?.isError && /crashed in __panicForTesting\(\)[\s\S]*deliberate panic[\s\S]*restarted/.test(r.trap.message), `trap: ${JSON.stringify(r.trap)}`);
     assert(JSON.stringify(r.afterTrap.logits) === JSON.stringify(r.clean.logits), "classify after the trap differs");
