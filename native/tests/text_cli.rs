@@ -272,3 +272,73 @@ fn text_train_killed_three_times_resumes_exactly() {
     // A second run does not replace the bundle.
     fails_with(&a, &cache, "pass --overwrite");
 }
+
+/// A seed ensemble stopped inside its first member and again inside its second, then resumed,
+/// ends exactly as an uninterrupted run; its bundle holds the members side by side (hidden
+/// 2 × 64) and no member checkpoint outlives the run.
+#[test]
+fn text_train_seed_ensemble_resumes_across_members() {
+    let data = data_dir();
+    if !data.join("osha/train.json").exists()
+        || !data
+            .join("../models/all-MiniLM-L6-v2/model.safetensors")
+            .exists()
+    {
+        eprintln!("skipped: no OSHA data or MiniLM under {}", data.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let val: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(data.join("osha/val.json")).unwrap())
+            .unwrap();
+    let small = dir.path().join("val40.json");
+    std::fs::write(&small, serde_json::to_string(&val[..40]).unwrap()).unwrap();
+    let run = |out: &Path, extra: &[&str]| -> String {
+        let mut a = vec![
+            "text",
+            "train",
+            "--augment",
+            "none",
+            "--limit",
+            "200",
+            "--epochs",
+            "4",
+            "--hidden",
+            "64",
+            "--seeds",
+            "2",
+            "--val",
+            small.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ];
+        a.extend_from_slice(extra);
+        ok(&a, &cache)
+    };
+    let report = |json: &str| -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
+        v.as_object_mut().unwrap().remove("timing");
+        v
+    };
+    let whole = dir.path().join("whole.rampart-text");
+    let expected = report(&run(&whole, &[]));
+    let out = dir.path().join("parts.rampart-text");
+    let ckpt = dir.path().join("parts.rampart-text.ckpt");
+    let member = dir.path().join("parts.rampart-text.ckpt.member1");
+    // Member 0 stops after 3 of its 4 epochs.
+    run(&out, &["--stop-after-epochs", "3"]);
+    assert!(ckpt.exists() && !member.exists() && !out.exists());
+    // Member 0 finishes; member 1 stops after 3 epochs.
+    run(&out, &["--resume", "--stop-after-epochs", "3"]);
+    assert!(member.exists() && !out.exists());
+    assert_eq!(report(&run(&out, &["--resume"])), expected);
+    assert!(
+        !ckpt.exists() && !member.exists(),
+        "a checkpoint outlived the run"
+    );
+    let bundle = rampart_core::bundle::TextBundle::load(&out).unwrap();
+    assert_eq!(bundle.header.mlp.hidden, vec![128]);
+    assert_eq!(bundle.header.recipe["seeds"], 2);
+}
