@@ -197,6 +197,10 @@ impl HostBert {
     pub fn forward(&self, windows: &[&[u32]]) -> Vec<f32> {
         let h = self.hidden;
         let tokens: usize = windows.iter().map(|w| w.len()).sum();
+        if tokens == 0 {
+            // Nothing to encode (and a zero-length chunk is not a chunk to split into tasks).
+            return Vec::new();
+        }
         let mut x = vec![0f32; tokens * h];
         let mut row = 0;
         for w in windows {
@@ -250,6 +254,9 @@ impl HostBert {
         par_chunks_mut(&mut by_head, t * dh, |head, out| {
             let mut start = 0;
             for &l in lengths {
+                if l == 0 {
+                    continue;
+                }
                 let q = &qkv[start * 3 * h + head * dh..];
                 let k = &qkv[start * 3 * h + h + head * dh..];
                 let v = &qkv[start * 3 * h + 2 * h + head * dh..];
@@ -278,6 +285,74 @@ impl HostBert {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A small random encoder: hidden 8, 2 heads, 2 layers, vocabulary 11, 9 positions.
+    fn tiny() -> HostBert {
+        let mut s = 0x9E37_79B9_7F4A_7C15u64;
+        let mut values = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    (s >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+                })
+                .collect()
+        };
+        let (h, inner) = (8, 16);
+        let mut dense = |inputs: usize, outputs: usize| Dense {
+            weight: values(inputs * outputs),
+            bias: values(outputs),
+            inputs,
+            outputs,
+        };
+        let norm = |v: Vec<f32>| Norm {
+            gamma: v.iter().map(|x| 1.0 + x).collect(),
+            beta: v,
+        };
+        let layers = (0..2)
+            .map(|_| Layer {
+                qkv: dense(h, 3 * h),
+                attention_out: dense(h, h),
+                attention_norm: norm(vec![0.1; h]),
+                intermediate: dense(h, inner),
+                output: dense(inner, h),
+                output_norm: norm(vec![-0.1; h]),
+            })
+            .collect();
+        HostBert {
+            hidden: h,
+            heads: 2,
+            eps: 1e-12,
+            word: values(11 * h),
+            position: values(9 * h),
+            token_type: values(h),
+            embedding_norm: norm(vec![0.0; h]),
+            layers,
+        }
+    }
+
+    /// Packing windows together changes nothing: each window's rows equal its rows encoded
+    /// alone (batch = items one by one), empty windows add no rows, and no windows give none.
+    #[test]
+    fn packed_windows_encode_as_they_do_alone() {
+        let bert = tiny();
+        let windows: [&[u32]; 4] = [&[1, 5, 2], &[], &[1, 3, 3, 7, 10, 4, 2], &[9]];
+        let packed = bert.forward(&windows);
+        assert_eq!(packed.len(), 11 * 8);
+        assert!(packed.iter().all(|v| v.is_finite()));
+        let mut row = 0;
+        for w in windows {
+            let alone = bert.forward(&[w]);
+            assert_eq!(alone.len(), w.len() * 8);
+            for (a, b) in alone.iter().zip(&packed[row * 8..(row + w.len()) * 8]) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
+            row += w.len();
+        }
+        assert!(bert.forward(&[]).is_empty());
+        assert!(bert.forward(&[&[]]).is_empty());
+    }
 
     #[test]
     fn erf_is_within_1e6_of_libm() {
