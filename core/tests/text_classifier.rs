@@ -303,6 +303,18 @@ fn an_ensemble_is_one_mlp_with_the_mean_logits() {
     .unwrap();
     assert!(Mlp::ensemble(&[a, b]).is_err());
     assert!(Mlp::ensemble(&[]).is_err());
+    // Other input widths behind the same hidden widths: refused, not a panic in the merge.
+    let narrow = MlpConfig {
+        input: 15,
+        hidden: vec![4],
+        num_classes: 3,
+        dropout: 0.0,
+    };
+    let wide = MlpConfig {
+        input: 16,
+        ..narrow.clone()
+    };
+    assert!(Mlp::ensemble(&[narrow.init(&device).unwrap(), wide.init(&device).unwrap()]).is_err());
 }
 
 /// `seeds: 2` trains exactly the two single models of its members' seeds and merges them.
@@ -341,4 +353,18 @@ fn a_seed_ensemble_is_its_members_merged() {
         ..config.clone()
     };
     assert!(train_mlp(&x, &y, 3, &bad, &device, &mut |_| {}).is_err());
+    // 64 members of 512 + 512 would merge into a 32,768² block-diagonal layer, past the weight
+    // limit: refused at once, before any member trains.
+    let huge = TextTrainConfig {
+        hidden: vec![512, 512],
+        seeds: 64,
+        epochs: 1000,
+        ..config.clone()
+    };
+    let clock = std::time::Instant::now();
+    let err = train_mlp(&x, &y, 3, &huge, &device, &mut |_| {}).unwrap_err();
+    assert!(
+        clock.elapsed().as_secs() < 5 && err.to_string().contains("64 members"),
+        "{err}"
+    );
 }

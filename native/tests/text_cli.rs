@@ -341,4 +341,14 @@ fn text_train_seed_ensemble_resumes_across_members() {
     let bundle = rampart_core::bundle::TextBundle::load(&out).unwrap();
     assert_eq!(bundle.header.mlp.hidden, vec![128]);
     assert_eq!(bundle.header.recipe["seeds"], 2);
+    // --overwrite starts afresh: an unfinished run's member checkpoints go with it.
+    std::fs::remove_file(&out).unwrap();
+    run(&out, &["--stop-after-epochs", "3"]);
+    run(&out, &["--resume", "--stop-after-epochs", "2"]);
+    assert!(member.exists());
+    assert_eq!(report(&run(&out, &["--overwrite"])), expected);
+    assert!(
+        !ckpt.exists() && !member.exists(),
+        "--overwrite left a checkpoint"
+    );
 }

@@ -22,7 +22,8 @@ pub struct TextCheckpointOptions {
     pub path: PathBuf,
     /// Continue from `path` if it exists.
     pub resume: bool,
-    /// Stop (as if killed) after this many epochs in this process; for tests.
+    /// Stop (as if killed) after this many epochs in this process (of each seed-ensemble
+    /// member this process trains); for tests.
     pub stop_after_epochs: Option<usize>,
 }
 

@@ -117,7 +117,10 @@ impl Mlp {
         let first = members
             .first()
             .ok_or_else(|| Error::invalid("ensemble", "needs at least one model"))?;
-        let shape = |m: &Mlp| (m.out.weight.dims(), m.hidden());
+        let shape = |m: &Mlp| {
+            let input = m.layers.first().unwrap_or(&m.out).weight.dims()[0];
+            (input, m.out.weight.dims(), m.hidden())
+        };
         if members.iter().any(|m| shape(m) != shape(first)) {
             return Err(Error::invalid("ensemble", "models differ in shape"));
         }
@@ -418,6 +421,10 @@ pub fn perturb(
 /// Metrics of one text-training epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TextEpoch {
+    /// The seed-ensemble member this epoch trained (0 for a single model).
+    #[serde(default)]
+    pub member: usize,
+    /// The epoch within its member's training.
     pub epoch: usize,
     pub train_loss: f64,
     /// How many mini-batches drew each perturbation: none, gaussian, fgm, pgd.
@@ -493,6 +500,16 @@ pub fn train_mlp_resumable(
     if config.seeds == 1 {
         return train_member(x, y, num_classes, config, device, checkpoint, on_epoch);
     }
+    // The merged model must be storable: refuse an oversized ensemble before training it
+    // (deeper layers are block-diagonal, so their weights grow with the square of `seeds`).
+    MlpConfig {
+        input: x.first().map_or(1, Vec::len),
+        hidden: config.hidden.iter().map(|h| h * config.seeds).collect(),
+        num_classes,
+        dropout: config.dropout,
+    }
+    .validate()
+    .map_err(|e| Error::invalid("seed ensemble", format!("{} members: {e}", config.seeds)))?;
     let mut members = Vec::with_capacity(config.seeds);
     let mut history = Vec::new();
     let mut resumed_at = 0;
@@ -520,12 +537,21 @@ pub fn train_mlp_resumable(
             &member_config,
             device,
             member_ck.as_ref(),
-            on_epoch,
+            &mut |e: &TextEpoch| {
+                on_epoch(&TextEpoch {
+                    member: i,
+                    ..e.clone()
+                })
+            },
         )?;
-        if i == 0 {
-            resumed_at = trained.resumed_at;
-        }
-        history.extend(trained.history);
+        // Epochs done before this process, over all members.
+        resumed_at += trained.resumed_at;
+        history.extend(
+            trained
+                .history
+                .into_iter()
+                .map(|e| TextEpoch { member: i, ..e }),
+        );
         if !trained.completed {
             return Ok(TextTrained {
                 model: trained.model,
@@ -649,6 +675,7 @@ fn train_member(
             model = optim.step(config.lr, model, grads);
         }
         let metrics = TextEpoch {
+            member: 0,
             epoch,
             train_loss: loss_sum / y.len() as f64,
             perturbations: kinds,

@@ -37,6 +37,12 @@ impl BertConfig {
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
         let c: BertConfig = serde_json::from_slice(bytes)
             .map_err(|e| Error::invalid("encoder config.json", e.to_string()))?;
+        if c.vocab_size == 0 || c.type_vocab_size == 0 || c.intermediate_size == 0 {
+            return Err(Error::invalid(
+                "encoder config.json",
+                "vocab_size, type_vocab_size and intermediate_size must be positive",
+            ));
+        }
         if c.hidden_size == 0
             || c.num_attention_heads == 0
             || !c.hidden_size.is_multiple_of(c.num_attention_heads)

@@ -8,7 +8,7 @@ use clap::Args;
 use rampart_core::bundle::{TextBundle, TextBundleHeader};
 use rampart_core::text::checkpoint::TextCheckpointOptions;
 use rampart_core::text::classifier::{
-    MlpConfig, evaluate, logit_adjustment, member_checkpoint, train_mlp_resumable,
+    MAX_SEEDS, MlpConfig, evaluate, logit_adjustment, member_checkpoint, train_mlp_resumable,
 };
 use rampart_core::text::data::{TextDataset, load_osha};
 
@@ -94,9 +94,15 @@ pub fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Res
                 a.out.display()
             );
         }
-    } else if !a.resume && checkpoint.path.exists() {
-        std::fs::remove_file(&checkpoint.path)
-            .with_context(|| format!("removing {}", checkpoint.path.display()))?;
+    } else if !a.resume {
+        // An earlier run's checkpoints, a seed ensemble's members' included.
+        let members = (1..MAX_SEEDS).map(|i| member_checkpoint(&checkpoint.path, i));
+        for path in std::iter::once(checkpoint.path.clone()).chain(members) {
+            if path.exists() {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
     }
     let train = training_set(&a, data_dir)?;
     let val = load_osha(
@@ -113,7 +119,7 @@ pub fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Res
     let config = a.recipe.config()?;
     let clock = std::time::Instant::now();
     let pb = bar((config.epochs * config.seeds) as u64, "train");
-    let mut epochs_done = 0;
+
     let trained = train_mlp_resumable(
         &x,
         &train.labels(),
@@ -122,8 +128,7 @@ pub fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Res
         &embedder.device,
         Some(&checkpoint),
         &mut |e| {
-            epochs_done += 1;
-            pb.set_position(epochs_done);
+            pb.set_position((e.member * config.epochs + e.epoch + 1) as u64);
             pb.set_message(format!("loss {:.3}", e.train_loss));
         },
     )?;
