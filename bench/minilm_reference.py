@@ -1,4 +1,4 @@
-"""Reference sentence embeddings for Rampart's Burn encoder (core/src/text/encoder.rs), computed
+"""Reference sentence embeddings for Rampart's Burn encoder (core/src/text/encoder/mod.rs), computed
 independently with PyTorch: sentence-transformers' own `encode` for texts that fit the
 256-token window, and Hugging Face's BertModel with the same windowing rule for longer ones
 (consecutive windows of 254 word pieces framed by [CLS]/[SEP]; the mean over all windows'

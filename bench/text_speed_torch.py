@@ -5,7 +5,7 @@ What is measured (model loading and JSON parsing are not timed):
 
 1. Embedding (`embed_s`): every ORIGINAL OSHA report (osha/train.json + osha/val.json; not the
    synthetic osha/train_abex.json) through all-MiniLM-L6-v2 with Rampart's windowing rule
-   (core/src/text/encoder.rs): the text of a report is its title then its summary, whitespace
+   (core/src/text/encoder/mod.rs): the text of a report is its title then its summary, whitespace
    collapsed; its word pieces (no special tokens) are cut into windows of 254 pieces, each
    framed by [CLS] ... [SEP]; the embedding is the token-count-weighted mean of all token
    vectors of all windows (CLS/SEP included, padding masked), L2-normalised. Nothing is
@@ -17,7 +17,7 @@ What is measured (model loading and JSON parsing are not timed):
    A second figure (`embed_st_encode_s`) is plain `SentenceTransformer.encode(texts,
    batch_size=32)`, which TRUNCATES at 256 tokens: it is not the same work, only a familiar
    yardstick.
-2. Training (`train_s`): the 30 epochs of Rampart's default recipe (core/src/text/classifier.rs)
+2. Training (`train_s`): the 30 epochs of Rampart's default recipe (core/src/text/classifier/, rat.rs)
    on cached embeddings of train.json + train_abex.json: MLP 384 -> 512 -> 7 (ReLU, dropout
    0.2), torch.optim.Adam (lr 1e-3, weight_decay 1e-4 added to the gradient as L2, as Burn's
    Adam does; not AdamW), batch 64, focal loss (gamma 2, balanced alpha) and random

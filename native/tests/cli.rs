@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{data_dir, expect_failure, expect_ok};
+use common::{data_dir, expect_failure, expect_ok, kill_after_checkpoints};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -413,7 +413,7 @@ fn resume_after_kill_matches_an_uninterrupted_run() {
         s ^= s >> 7;
         s ^= s << 17;
         let wait_for = 1 + (s % 6) as usize;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        let child = Command::new(env!("CARGO_BIN_EXE_rampart"))
             .args(&args)
             .arg("--data-dir")
             .arg(data_dir())
@@ -421,23 +421,7 @@ fn resume_after_kill_matches_an_uninterrupted_run() {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let start = std::time::Instant::now();
-        let mut seen = 0;
-        let mut last = std::fs::metadata(&ckpt).and_then(|m| m.modified()).ok();
-        while seen < wait_for {
-            let m = std::fs::metadata(&ckpt).and_then(|m| m.modified()).ok();
-            if m.is_some() && m != last {
-                seen += 1;
-                last = m;
-            }
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            assert!(start.elapsed().as_secs() < 300, "no checkpoint appeared");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        child.kill().unwrap();
-        if !child.wait().unwrap().success() {
+        if kill_after_checkpoints(child, &ckpt, wait_for).0 {
             killed += 1;
         }
     }

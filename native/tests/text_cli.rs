@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{data_dir, expect_failure, expect_ok};
-use std::path::Path;
+use common::{data_dir, expect_failure, expect_ok, kill_after_checkpoints};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn rampart(args: &[&str], cache: &Path) -> std::process::Output {
@@ -25,8 +25,9 @@ fn fails_with(args: &[&str], cache: &Path, needle: &str) {
     expect_failure(args, rampart(args, cache), needle);
 }
 
-#[test]
-fn text_train_eval_predict_and_bad_input() {
+/// A temporary folder with an embedding cache path and a small validation file (the first 40
+/// validation reports); `None` (the test is skipped) without the OSHA data or MiniLM.
+fn setup() -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
     let data = data_dir();
     if !data.join("osha/train.json").exists()
         || !data
@@ -34,16 +35,23 @@ fn text_train_eval_predict_and_bad_input() {
             .exists()
     {
         eprintln!("skipped: no OSHA data or MiniLM under {}", data.display());
-        return;
+        return None;
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    // A small validation file: the first 40 validation reports.
     let val: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(data.join("osha/val.json")).unwrap())
             .unwrap();
     let small = dir.path().join("val40.json");
     std::fs::write(&small, serde_json::to_string(&val[..40]).unwrap()).unwrap();
+    Some((dir, cache, small))
+}
+
+#[test]
+fn text_train_eval_predict_and_bad_input() {
+    let Some((dir, cache, small)) = setup() else {
+        return;
+    };
     let bundle = dir.path().join("osha.rampart-text");
     let b = bundle.to_str().unwrap();
     let s = small.to_str().unwrap();
@@ -151,22 +159,9 @@ fn text_train_eval_predict_and_bad_input() {
 /// and predicts exactly as the uninterrupted run's; without --overwrite nothing is replaced.
 #[test]
 fn text_train_killed_three_times_resumes_exactly() {
-    let data = data_dir();
-    if !data.join("osha/train.json").exists()
-        || !data
-            .join("../models/all-MiniLM-L6-v2/model.safetensors")
-            .exists()
-    {
-        eprintln!("skipped: no OSHA data or MiniLM under {}", data.display());
+    let Some((dir, cache, small)) = setup() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    let val: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(data.join("osha/val.json")).unwrap())
-            .unwrap();
-    let small = dir.path().join("val40.json");
-    std::fs::write(&small, serde_json::to_string(&val[..40]).unwrap()).unwrap();
+    };
     let epochs = 30;
     let args = |out: &Path| -> Vec<String> {
         [
@@ -222,7 +217,7 @@ fn text_train_killed_three_times_resumes_exactly() {
     let mut killed = 0;
     let mut done_before = 0;
     for at in points {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        let child = Command::new(env!("CARGO_BIN_EXE_rampart"))
             .args(&resume)
             .args(["--cache-dir", cache.to_str().unwrap()])
             .env("RAMPART_DATA", data_dir())
@@ -231,25 +226,10 @@ fn text_train_killed_three_times_resumes_exactly() {
             .spawn()
             .unwrap();
         // Each checkpoint is one more epoch; kill once `at` epochs are done in all.
-        let start = std::time::Instant::now();
-        let mut last = None;
-        let mut epochs_seen = done_before;
-        while epochs_seen < at && start.elapsed().as_secs() < 120 {
-            let m = std::fs::metadata(&ckpt).and_then(|m| m.modified()).ok();
-            if m.is_some() && m != last {
-                epochs_seen += 1;
-                last = m;
-            }
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        child.kill().unwrap();
-        if !child.wait().unwrap().success() {
-            killed += 1;
-        }
-        done_before = epochs_seen.max(done_before);
+        let (was_killed, seen) =
+            kill_after_checkpoints(child, &ckpt, at.saturating_sub(done_before));
+        killed += usize::from(was_killed);
+        done_before += seen;
     }
     assert!(killed >= 2, "the runs finished before they could be killed");
     assert!(!out.exists(), "a killed run wrote its bundle");
@@ -278,22 +258,9 @@ fn text_train_killed_three_times_resumes_exactly() {
 /// 2 × 64) and no member checkpoint outlives the run.
 #[test]
 fn text_train_seed_ensemble_resumes_across_members() {
-    let data = data_dir();
-    if !data.join("osha/train.json").exists()
-        || !data
-            .join("../models/all-MiniLM-L6-v2/model.safetensors")
-            .exists()
-    {
-        eprintln!("skipped: no OSHA data or MiniLM under {}", data.display());
+    let Some((dir, cache, small)) = setup() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    let val: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(data.join("osha/val.json")).unwrap())
-            .unwrap();
-    let small = dir.path().join("val40.json");
-    std::fs::write(&small, serde_json::to_string(&val[..40]).unwrap()).unwrap();
+    };
     let run = |out: &Path, extra: &[&str]| -> String {
         let mut a = vec![
             "text",

@@ -84,12 +84,9 @@ impl Dense {
 }
 
 impl Norm {
-    /// `row ← LayerNorm(row + residual)`.
-    fn add_normalise(&self, row: &mut [f32], residual: &[f32], eps: f32) {
+    /// `row ← LayerNorm(row)`.
+    fn normalise(&self, row: &mut [f32], eps: f32) {
         let h = row.len() as f32;
-        for (v, r) in row.iter_mut().zip(residual) {
-            *v += r;
-        }
         let mean = row.iter().sum::<f32>() / h;
         let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h;
         let inv = 1.0 / (var + eps).sqrt();
@@ -98,13 +95,18 @@ impl Norm {
         }
     }
 
-    /// Every `h`-row of `x` ← LayerNorm(row + the same row of `residual`).
-    fn add_normalise_rows(&self, x: &mut [f32], residual: &[f32], h: usize, eps: f32) {
+    /// Every `h`-row of `x` ← LayerNorm(row + the same row of `residual`, if any).
+    fn normalise_rows(&self, x: &mut [f32], residual: Option<&[f32]>, h: usize, eps: f32) {
         let block = rows_per_task(x.len() / h) * h;
         par_chunks_mut(x, block, |i, rows| {
-            let res = &residual[i * block..i * block + rows.len()];
-            for (row, r) in rows.chunks_exact_mut(h).zip(res.chunks_exact(h)) {
-                self.add_normalise(row, r, eps);
+            if let Some(residual) = residual {
+                let res = &residual[i * block..i * block + rows.len()];
+                for (v, r) in rows.iter_mut().zip(res) {
+                    *v += r;
+                }
+            }
+            for row in rows.chunks_exact_mut(h) {
+                self.normalise(row, eps);
             }
         });
     }
@@ -214,10 +216,8 @@ impl HostBert {
                 row += 1;
             }
         }
-        let zeros = vec![0f32; x.len()];
         self.embedding_norm
-            .add_normalise_rows(&mut x, &zeros, h, self.eps);
-        drop(zeros);
+            .normalise_rows(&mut x, None, h, self.eps);
         let lengths: Vec<usize> = windows.iter().map(|w| w.len()).collect();
         for layer in &self.layers {
             x = self.layer(layer, x, &lengths);
@@ -233,13 +233,13 @@ impl HostBert {
         let mut x1 = layer.attention_out.forward(&context, t);
         layer
             .attention_norm
-            .add_normalise_rows(&mut x1, &x, h, self.eps);
+            .normalise_rows(&mut x1, Some(&x), h, self.eps);
         let mut inner = layer.intermediate.forward(&x1, t);
         gelu_in_place(&mut inner);
         let mut out = layer.output.forward(&inner, t);
         layer
             .output_norm
-            .add_normalise_rows(&mut out, &x1, h, self.eps);
+            .normalise_rows(&mut out, Some(&x1), h, self.eps);
         out
     }
 

@@ -1,6 +1,7 @@
 //! Accident-report classification (ABEX-RAT): the OSHA reports (`data`), the MiniLM sentence
 //! encoder (`encoder`) and its embedding cache (`embed`), ABEX abstract → expand augmentation
-//! (`augment`), the MLP head with focal loss and random adversarial training (`classifier`),
+//! (`augment`), the MLP head with focal loss (`classifier`) and random adversarial training
+//! (`rat`),
 //! TF-IDF features (`tfidf`), cross-validation (`cv`), explanations and robustness probes
 //! (`explain`), and the metrics for imbalanced classes (`metrics`).
 
@@ -14,4 +15,5 @@ pub mod encoder;
 pub mod explain;
 pub mod journal;
 pub mod metrics;
+pub mod rat;
 pub mod tfidf;

@@ -34,3 +34,36 @@ pub fn expect_failure(args: &[&str], out: Output, needle: &str) {
         "rampart {args:?} panicked: {err}"
     );
 }
+
+/// Kills `child` with SIGKILL once `checkpoint` has been rewritten `writes` more times (or at
+/// once if it exits first). Returns whether it was killed before it could finish, and how many
+/// rewrites it saw.
+#[allow(dead_code)] // only the kill tests use it
+pub fn kill_after_checkpoints(
+    mut child: std::process::Child,
+    checkpoint: &Path,
+    writes: usize,
+) -> (bool, usize) {
+    let modified = || {
+        std::fs::metadata(checkpoint)
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    let start = std::time::Instant::now();
+    let mut seen = 0;
+    let mut last = modified();
+    while seen < writes {
+        let m = modified();
+        if m.is_some() && m != last {
+            seen += 1;
+            last = m;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 300, "no checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    (!child.wait().unwrap().success(), seen)
+}

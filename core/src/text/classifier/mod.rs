@@ -8,15 +8,18 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, decay::WeightDecayConfig};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use rand::{Rng, SeedableRng};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+mod ensemble;
+
 use super::checkpoint::{self, TextCheckpointOptions};
+pub use super::rat::{Perturbation, RatConfig, perturb};
 use crate::error::{Error, Result};
-use crate::gradient::gradient_of;
 use crate::loss::FocalLoss;
+pub use ensemble::member_checkpoint;
 
 /// Layer widths of the MLP head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,72 +111,6 @@ impl Mlp {
         self.layers.iter().map(|l| l.weight.dims()[1]).collect()
     }
 
-    /// The logit-averaging ensemble of `members` (MLPs of one shape) as a single MLP: the
-    /// members' first layers side by side, deeper hidden layers block-diagonal, the output
-    /// layers stacked and divided by their number, output biases averaged. Its logits are the
-    /// mean of the members' logits (in evaluation, where dropout is off), so a bundle, the
-    /// browser and every attack take it as they take one model.
-    pub fn ensemble(members: &[Mlp]) -> Result<Mlp> {
-        let first = members
-            .first()
-            .ok_or_else(|| Error::invalid("ensemble", "needs at least one model"))?;
-        let shape = |m: &Mlp| {
-            let input = m.layers.first().unwrap_or(&m.out).weight.dims()[0];
-            (input, m.out.weight.dims(), m.hidden())
-        };
-        if members.iter().any(|m| shape(m) != shape(first)) {
-            return Err(Error::invalid("ensemble", "models differ in shape"));
-        }
-        let n = members.len();
-        let device = first.out.weight.device();
-        let weights = |f: &dyn Fn(&Mlp) -> Tensor<2>| members.iter().map(f).collect::<Vec<_>>();
-        let biases = |f: &dyn Fn(&Mlp) -> Tensor<1>| members.iter().map(f).collect::<Vec<_>>();
-        let bias_of = |l: &Linear, width: usize| match &l.bias {
-            Some(b) => b.val(),
-            None => Tensor::zeros([width], &device),
-        };
-        let leaf2 = |t: Tensor<2>| burn::module::Param::from_tensor(t.detach());
-        let leaf1 = |t: Tensor<1>| Some(burn::module::Param::from_tensor(t.detach()));
-        let mut layers = Vec::with_capacity(first.layers.len());
-        for (j, layer) in first.layers.iter().enumerate() {
-            let [rows, cols] = layer.weight.dims();
-            let ws = weights(&|m| m.layers[j].weight.val());
-            let weight = if j == 0 {
-                Tensor::cat(ws, 1)
-            } else {
-                let mut w = Tensor::zeros([n * rows, n * cols], &device);
-                for (i, wi) in ws.into_iter().enumerate() {
-                    w = w.slice_assign([i * rows..(i + 1) * rows, i * cols..(i + 1) * cols], wi);
-                }
-                w
-            };
-            let bias = Tensor::cat(biases(&|m| bias_of(&m.layers[j], cols)), 0);
-            let mut linear = LinearConfig::new(weight.dims()[0], weight.dims()[1]).init(&device);
-            linear.weight = leaf2(weight);
-            linear.bias = leaf1(bias);
-            layers.push(linear);
-        }
-        let [rows, k] = first.out.weight.dims();
-        let ws = weights(&|m| m.out.weight.val());
-        let weight = if first.layers.is_empty() {
-            Tensor::stack::<3>(ws, 0).sum_dim(0).reshape([rows, k])
-        } else {
-            Tensor::cat(ws, 0)
-        } / n as f64;
-        let bias = Tensor::stack::<2>(biases(&|m| bias_of(&m.out, k)), 0)
-            .sum_dim(0)
-            .reshape([k])
-            / n as f64;
-        let mut out = LinearConfig::new(weight.dims()[0], k).init(&device);
-        out.weight = leaf2(weight);
-        out.bias = leaf1(bias);
-        Ok(Mlp {
-            layers,
-            out,
-            dropout: first.dropout.clone(),
-        })
-    }
-
     /// The same classifier with `delta` added to its logits (its output bias), e.g. a
     /// [`logit_adjustment`].
     pub fn shift_logits(mut self, delta: &[f32]) -> Result<Self> {
@@ -218,74 +155,6 @@ pub enum TextLoss {
         alpha: Option<Vec<f32>>,
         balanced_alpha: bool,
     },
-}
-
-/// Random adversarial training: each mini-batch draws one perturbation kind with these
-/// probabilities (they need not sum to 1: they are normalised).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RatConfig {
-    pub p_none: f32,
-    pub p_gaussian: f32,
-    pub p_fgm: f32,
-    pub p_pgd: f32,
-    /// L2 radius in embedding space (embeddings have norm 1).
-    pub eps: f32,
-    pub pgd_steps: usize,
-    /// Weight of the loss on perturbed embeddings.
-    pub weight: f32,
-}
-
-/// One perturbation kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Perturbation {
-    None,
-    Gaussian,
-    Fgm,
-    Pgd,
-}
-
-impl RatConfig {
-    fn validate(&self) -> Result<()> {
-        let p = [self.p_none, self.p_gaussian, self.p_fgm, self.p_pgd];
-        if p.iter().any(|v| !(v.is_finite() && *v >= 0.0)) || p.iter().sum::<f32>() <= 0.0 {
-            return Err(Error::invalid(
-                "rat config",
-                "probabilities must be ≥ 0 and not all 0",
-            ));
-        }
-        if !(self.eps.is_finite()
-            && self.eps >= 0.0
-            && self.weight.is_finite()
-            && self.weight >= 0.0)
-        {
-            return Err(Error::invalid("rat config", "eps and weight must be ≥ 0"));
-        }
-        if self.p_pgd > 0.0 && self.pgd_steps == 0 {
-            return Err(Error::invalid("rat config", "pgd needs ≥ 1 step"));
-        }
-        Ok(())
-    }
-
-    fn draw(&self, rng: &mut ChaCha8Rng) -> Perturbation {
-        let p = [self.p_none, self.p_gaussian, self.p_fgm, self.p_pgd];
-        let mut u = rng.random::<f32>() * p.iter().sum::<f32>();
-        for (kind, w) in [
-            Perturbation::None,
-            Perturbation::Gaussian,
-            Perturbation::Fgm,
-            Perturbation::Pgd,
-        ]
-        .into_iter()
-        .zip(p)
-        {
-            if u < w {
-                return kind;
-            }
-            u -= w;
-        }
-        Perturbation::None
-    }
 }
 
 /// A complete text-classifier recipe.
@@ -353,69 +222,10 @@ pub fn loss_fn(config: &TextTrainConfig, class_counts: &[usize]) -> Result<Focal
     })
 }
 
-/// Inverse class frequency, scaled so that the weights average 1 over the training samples.
+/// Inverse class frequency, scaled so that the weights average 1 over the training samples
+/// (the image trainer's [`crate::loss::inverse_frequency_weights`]).
 pub fn balanced(counts: &[usize]) -> Vec<f32> {
-    let n: usize = counts.iter().sum();
-    let k = counts.len() as f32;
-    counts
-        .iter()
-        .map(|&c| {
-            if c == 0 {
-                0.0
-            } else {
-                n as f32 / (k * c as f32)
-            }
-        })
-        .collect()
-}
-
-/// L2-normalises each row's perturbation to length `eps`.
-fn scale_rows(d: Tensor<2>, eps: f32) -> Tensor<2> {
-    let norm = d.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
-    d / norm * eps
-}
-
-/// The perturbed embeddings RAT trains on for one batch (`None` for [`Perturbation::None`]),
-/// computed on a frozen copy of `model`: Gaussian noise and FGM of L2 norm exactly `eps`, PGD
-/// inside the L2 ball of radius `eps` (step 2.5·eps/steps). `x` is not modified.
-pub fn perturb(
-    kind: Perturbation,
-    model: &Mlp,
-    x: &Tensor<2>,
-    y: &Tensor<1, Int>,
-    rat: &RatConfig,
-    loss: &FocalLoss,
-) -> Option<Tensor<2>> {
-    let frozen = || model.clone().freeze();
-    let grad =
-        |m: &Mlp, at: Tensor<2>| gradient_of(at, |at| loss.per_sample(m.forward(at), y.clone()));
-    match kind {
-        Perturbation::None => None,
-        Perturbation::Gaussian => {
-            let noise = x.random_like(Distribution::Normal(0.0, 1.0));
-            Some(x.clone().detach() + scale_rows(noise, rat.eps))
-        }
-        Perturbation::Fgm => {
-            let m = frozen();
-            Some(x.clone().detach() + scale_rows(grad(&m, x.clone()), rat.eps))
-        }
-        Perturbation::Pgd => {
-            let m = frozen();
-            let step = 2.5 * rat.eps / rat.pgd_steps as f32;
-            let x0 = x.clone().detach();
-            let mut xa = x0.clone();
-            for _ in 0..rat.pgd_steps {
-                let g = grad(&m, xa.clone());
-                let moved = xa + scale_rows(g, step);
-                // Project onto the L2 ball of radius eps around the clean embedding.
-                let d = moved - x0.clone();
-                let norm = d.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
-                let factor = (norm.clone().recip() * rat.eps).clamp_max(1.0);
-                xa = (x0.clone() + d * factor).detach();
-            }
-            Some(xa)
-        }
-    }
+    crate::loss::inverse_frequency_weights(counts)
 }
 
 /// Metrics of one text-training epoch.
@@ -476,13 +286,6 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9)
 }
 
-/// The checkpoint of ensemble member `member` (> 0; member 0 uses `path` itself).
-pub fn member_checkpoint(path: &std::path::Path, member: usize) -> std::path::PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".member{member}"));
-    path.with_file_name(name)
-}
-
 /// [`train_mlp`] with a checkpoint after every epoch; with `checkpoint.resume` it continues
 /// from the checkpoint, which must have been written for the same recipe and data. A seed
 /// ensemble trains its members one after the other, each with its own checkpoint
@@ -500,74 +303,7 @@ pub fn train_mlp_resumable(
     if config.seeds == 1 {
         return train_member(x, y, num_classes, config, device, checkpoint, on_epoch);
     }
-    // The merged model must be storable: refuse an oversized ensemble before training it
-    // (deeper layers are block-diagonal, so their weights grow with the square of `seeds`).
-    MlpConfig {
-        input: x.first().map_or(1, Vec::len),
-        hidden: config.hidden.iter().map(|h| h * config.seeds).collect(),
-        num_classes,
-        dropout: config.dropout,
-    }
-    .validate()
-    .map_err(|e| Error::invalid("seed ensemble", format!("{} members: {e}", config.seeds)))?;
-    let mut members = Vec::with_capacity(config.seeds);
-    let mut history = Vec::new();
-    let mut resumed_at = 0;
-    for i in 0..config.seeds {
-        let member_config = TextTrainConfig {
-            // Far apart, so that no member repeats another's draws in any epoch.
-            seed: config
-                .seed
-                .wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-            seeds: 1,
-            ..config.clone()
-        };
-        let member_ck = checkpoint.map(|c| TextCheckpointOptions {
-            path: if i == 0 {
-                c.path.clone()
-            } else {
-                member_checkpoint(&c.path, i)
-            },
-            ..c.clone()
-        });
-        let trained = train_member(
-            x,
-            y,
-            num_classes,
-            &member_config,
-            device,
-            member_ck.as_ref(),
-            &mut |e: &TextEpoch| {
-                on_epoch(&TextEpoch {
-                    member: i,
-                    ..e.clone()
-                })
-            },
-        )?;
-        // Epochs done before this process, over all members.
-        resumed_at += trained.resumed_at;
-        history.extend(
-            trained
-                .history
-                .into_iter()
-                .map(|e| TextEpoch { member: i, ..e }),
-        );
-        if !trained.completed {
-            return Ok(TextTrained {
-                model: trained.model,
-                history,
-                resumed_at,
-                completed: false,
-            });
-        }
-        members.push(trained.model);
-    }
-    Ok(TextTrained {
-        model: Mlp::ensemble(&members)?,
-        history,
-        resumed_at,
-        completed: true,
-    })
+    ensemble::train(x, y, num_classes, config, device, checkpoint, on_epoch)
 }
 
 fn train_member(
