@@ -190,7 +190,20 @@ impl Bundle {
 }
 
 pub const TEXT_BUNDLE_MAGIC: &[u8; 8] = b"RMPTTEXT";
+/// Version 1: the head only. Version 2: the head and the fine-tuned top layers of the encoder
+/// (a second weights section); written only for a fine-tuned classifier, so bundles of frozen
+/// encoders stay readable by earlier releases.
 pub const TEXT_BUNDLE_VERSION: u32 = 1;
+pub const TEXT_BUNDLE_VERSION_TUNED: u32 = 2;
+
+/// The encoder's top layers that a fine-tuned text bundle replaces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FineTunedLayers {
+    /// How many top layers the bundle holds.
+    pub layers: usize,
+    /// Fingerprint of the base encoder they replace layers of.
+    pub base_fingerprint: String,
+}
 
 /// What a text-classifier bundle says about itself. The sentence encoder is not inside (it is
 /// 90 MB and shared); `encoder` names it and `encoder_fingerprint` pins its exact weights.
@@ -203,6 +216,10 @@ pub struct TextBundleHeader {
     pub recipe: serde_json::Value,
     pub metrics: serde_json::Value,
     pub created_by: String,
+    /// Present when the encoder was fine-tuned: `encoder_fingerprint` is then the fine-tuned
+    /// encoder's (base with these layers replaced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fine_tuned: Option<FineTunedLayers>,
 }
 
 impl TextBundleHeader {
@@ -235,37 +252,131 @@ impl TextBundleHeader {
 pub struct TextBundle {
     pub header: TextBundleHeader,
     weights: Vec<u8>,
+    /// The fine-tuned encoder layers (empty when the encoder is frozen).
+    encoder_weights: Vec<u8>,
 }
 
 impl TextBundle {
     pub fn new(model: &crate::text::classifier::Mlp, header: TextBundleHeader) -> Result<Self> {
+        if header.fine_tuned.is_some() {
+            return Err(Error::Bundle(
+                "a fine-tuned bundle needs its layers: use TextBundle::fine_tuned".into(),
+            ));
+        }
         header.mlp.validate()?;
         check_classes(&header.class_names, header.mlp.num_classes)?;
         Ok(Self {
             header,
             weights: record_bytes(model)?,
+            encoder_weights: Vec::new(),
         })
+    }
+
+    /// A bundle of a fine-tuned classifier: the head, and the encoder's top layers (bottom
+    /// first) that replace the base encoder's (`header.fine_tuned` is filled in here).
+    pub fn fine_tuned(
+        model: &crate::text::classifier::Mlp,
+        layers: &[crate::text::encoder::BertLayer],
+        base_fingerprint: &str,
+        mut header: TextBundleHeader,
+    ) -> Result<Self> {
+        header.fine_tuned = None;
+        let mut bundle = Self::new(model, header)?;
+        bundle.header.fine_tuned = Some(FineTunedLayers {
+            layers: layers.len(),
+            base_fingerprint: base_fingerprint.to_string(),
+        });
+        bundle.encoder_weights = record_bytes(&layers.to_vec())?;
+        Ok(bundle)
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let header = serde_json::to_vec(&self.header).expect("bundle header serialises");
-        seal(
-            TEXT_BUNDLE_MAGIC,
-            TEXT_BUNDLE_VERSION,
-            &header,
-            &[&self.weights],
-        )
+        if self.header.fine_tuned.is_some() {
+            seal(
+                TEXT_BUNDLE_MAGIC,
+                TEXT_BUNDLE_VERSION_TUNED,
+                &header,
+                &[&self.weights, &self.encoder_weights],
+            )
+        } else {
+            seal(
+                TEXT_BUNDLE_MAGIC,
+                TEXT_BUNDLE_VERSION,
+                &header,
+                &[&self.weights],
+            )
+        }
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let (header, weights) =
-            open::<TextBundleHeader>(bytes, TEXT_BUNDLE_MAGIC, TEXT_BUNDLE_VERSION, "text bundle")?;
+        let tuned = bytes.len() >= 12
+            && bytes[8..12] == TEXT_BUNDLE_VERSION_TUNED.to_le_bytes()
+            && &bytes[..8] == TEXT_BUNDLE_MAGIC;
+        let (version, sections) = if tuned {
+            (TEXT_BUNDLE_VERSION_TUNED, 2)
+        } else {
+            (TEXT_BUNDLE_VERSION, 1)
+        };
+        let (header, parts) = unseal(bytes, TEXT_BUNDLE_MAGIC, version, sections, "text bundle")
+            .map_err(Error::Bundle)?;
+        let header: TextBundleHeader = serde_json::from_slice(header)
+            .map_err(|e| Error::Bundle(format!("unreadable header: {e}")))?;
         header
             .mlp
             .validate()
             .map_err(|e| Error::Bundle(e.to_string()))?;
         check_classes(&header.class_names, header.mlp.num_classes)?;
-        Ok(Self { header, weights })
+        match (&header.fine_tuned, tuned) {
+            (Some(f), true) if f.layers > 0 => {}
+            (None, false) => {}
+            _ => {
+                return Err(Error::Bundle(
+                    "the header's fine-tuned layers do not match the bundle's version".into(),
+                ));
+            }
+        }
+        Ok(Self {
+            header,
+            weights: parts[0].to_vec(),
+            encoder_weights: parts.get(1).map(|p| p.to_vec()).unwrap_or_default(),
+        })
+    }
+
+    /// The encoder the classifier runs on: `base` itself for a frozen encoder, else `base`
+    /// with the bundle's fine-tuned top layers. Refuses a base other than the one trained on.
+    pub async fn encoder(
+        &self,
+        base: crate::text::encoder::SentenceEncoder,
+        device: &Device,
+    ) -> Result<crate::text::encoder::SentenceEncoder> {
+        let encoder = match &self.header.fine_tuned {
+            None => base,
+            Some(f) => {
+                if base.fingerprint != f.base_fingerprint {
+                    let short = |f: &str| f.get(..12).unwrap_or(f).to_string();
+                    return Err(Error::Bundle(format!(
+                        "the encoder files do not match the bundle: its layers were fine-tuned \
+                         from {} with fingerprint {}…, these files have fingerprint {}…",
+                        self.header.encoder,
+                        short(&f.base_fingerprint),
+                        short(&base.fingerprint)
+                    )));
+                }
+                if f.layers > base.num_layers() {
+                    return Err(Error::Bundle(format!(
+                        "the bundle replaces {} layers of an encoder with {}",
+                        f.layers,
+                        base.num_layers()
+                    )));
+                }
+                let layers =
+                    load_record(base.top_layers(f.layers, device)?, &self.encoder_weights)?;
+                base.with_top_layers(layers).await?
+            }
+        };
+        self.header.check_encoder(&encoder)?;
+        Ok(encoder)
     }
 
     pub fn save(&self, path: &std::path::Path) -> Result<()> {

@@ -419,6 +419,7 @@ fn fuzz_text_checkpoints() {
         weight_decay: 0.0,
         seed: 0,
         seeds: 1,
+        fine_tune: None,
     };
     let options = |stop| TextCheckpointOptions {
         path: path.clone(),

@@ -56,6 +56,7 @@ fn recipe(rat: Option<RatConfig>) -> TextTrainConfig {
         weight_decay: 0.0,
         seed: 1,
         seeds: 1,
+        fine_tune: None,
     }
 }
 

@@ -78,6 +78,7 @@ fn every_feature_set_runs_every_fold_and_learns() {
         base: &base,
         base_embeddings: &x,
         augmented: None,
+        fine_tune: None,
     };
     for (features, seeds) in [
         (Features::Embedding, 1),

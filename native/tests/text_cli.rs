@@ -319,3 +319,121 @@ fn text_train_seed_ensemble_resumes_across_members() {
         "--overwrite left a checkpoint"
     );
 }
+
+/// `--fine-tune`: stopped inside fine-tuning and resumed, the run ends exactly as an
+/// uninterrupted one; its bundle (version 2, one fine-tuned layer) evaluates and predicts with
+/// the rebuilt encoder, to the metrics training reported; bad settings are refused.
+#[test]
+fn text_train_fine_tune_resumes_and_its_bundle_evaluates() {
+    let Some((dir, cache, small)) = setup() else {
+        return;
+    };
+    let s = small.to_str().unwrap();
+    let run = |out: &Path, extra: &[&str]| -> String {
+        let mut a = vec![
+            "text",
+            "train",
+            "--augment",
+            "none",
+            "--limit",
+            "120",
+            "--epochs",
+            "2",
+            "--hidden",
+            "32",
+            "--fine-tune",
+            "--fine-tune-layers",
+            "1",
+            "--fine-tune-epochs",
+            "3",
+            "--patience",
+            "0",
+            "--val",
+            s,
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ];
+        a.extend_from_slice(extra);
+        ok(&a, &cache)
+    };
+    let report = |json: &str| -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
+        v.as_object_mut().unwrap().remove("timing");
+        v
+    };
+    let whole = dir.path().join("whole.rampart-text");
+    let expected = report(&run(&whole, &[]));
+    let out = dir.path().join("parts.rampart-text");
+    let ckpt = dir.path().join("parts.rampart-text.ckpt");
+    let tune = dir.path().join("parts.rampart-text.ckpt.tune");
+    // The head's 2 epochs, then 2 of fine-tuning's 3.
+    run(&out, &["--stop-after-epochs", "2"]);
+    assert!(tune.exists() && !out.exists());
+    assert_eq!(report(&run(&out, &["--resume"])), expected);
+    assert!(
+        !ckpt.exists() && !tune.exists(),
+        "a checkpoint outlived the run"
+    );
+
+    let bundle = rampart_core::bundle::TextBundle::load(&out).unwrap();
+    let tuned = bundle.header.fine_tuned.as_ref().unwrap();
+    assert_eq!(tuned.layers, 1);
+    assert_ne!(tuned.base_fingerprint, bundle.header.encoder_fingerprint);
+    let b = out.to_str().unwrap();
+    let eval: serde_json::Value = serde_json::from_str(&ok(
+        &["text", "eval", "--bundle", b, "--data", s, "--json"],
+        &cache,
+    ))
+    .unwrap();
+    assert_eq!(eval["macro_f1"], expected["macro_f1"]);
+    assert_eq!(eval["confusion"], expected["confusion"]);
+    let p: serde_json::Value = serde_json::from_str(&ok(
+        &[
+            "text",
+            "predict",
+            "--bundle",
+            b,
+            "A worker fell from a roof.",
+            "--json",
+        ],
+        &cache,
+    ))
+    .unwrap();
+    assert_eq!(p["probabilities"].as_array().unwrap().len(), 7);
+
+    fails_with(
+        &[
+            "text",
+            "train",
+            "--fine-tune",
+            "--seeds",
+            "2",
+            "--limit",
+            "50",
+            "--out",
+            "x",
+        ],
+        &cache,
+        "seeds = 1",
+    );
+    fails_with(
+        &[
+            "text",
+            "train",
+            "--fine-tune",
+            "--fine-tune-layers",
+            "7",
+            "--limit",
+            "50",
+            "--epochs",
+            "1",
+            "--val",
+            s,
+            "--out",
+            dir.path().join("y").to_str().unwrap(),
+        ],
+        &cache,
+        "layers",
+    );
+}

@@ -34,6 +34,7 @@ const server = http.createServer((req, res) => {
   if (url.startsWith("/fixtures/")) file = path.join(FIXTURES, url.slice(10));
   else if (url.startsWith("/models/minilm/") && ENCODER) file = path.join(ENCODER, path.basename(url));
   else if (url === "/models/osha.rampart-text") file = path.join(FIXTURES, "tiny.rampart-text");
+  else if (url === "/models/tuned.rampart-text") file = path.join(FIXTURES, "tuned.rampart-text");
   else if (url === "/models/reports.json") file = path.join(FIXTURES, "reports.json");
   else if (url === "/models/demo.rampart") file = demoBundle;
   else if (url === "/models/samples.json") file = path.join(FIXTURES, "samples.json");
@@ -511,7 +512,7 @@ await test("demo page: bundle strings render as text, CSP blocks inline code, no
 // ---- the report classifier (needs ENCODER and the text fixtures) ----
 const HAVE_TEXT = ENCODER && fs.existsSync(path.join(FIXTURES, "tiny.rampart-text"));
 const reports = HAVE_TEXT ? JSON.parse(fs.readFileSync(path.join(FIXTURES, "reports.json"), "utf8")).slice(0, 3) : [];
-const nativeText = (verb, text) => JSON.parse(execFileSync(BIN, ["text", verb, "--bundle", path.join(FIXTURES, "tiny.rampart-text"), "--encoder", ENCODER, text, "--json"], { encoding: "utf8" }));
+const nativeText = (verb, text, bundle = "tiny.rampart-text") => JSON.parse(execFileSync(BIN, ["text", verb, "--bundle", path.join(FIXTURES, bundle), "--encoder", ENCODER, text, "--json"], { encoding: "utf8" }));
 const TEXT_SOURCES = { bundle: "/models/osha.rampart-text", config: "/models/minilm/config.json", weights: "/models/minilm/model.safetensors", tokenizer: "/models/minilm/tokenizer.json" };
 
 // SwiftShader runs WebGPU on the CPU, slowly (a report takes seconds): there two reports are
@@ -590,6 +591,40 @@ async function reportsMatchNative(backend, args) {
   } finally {
     await browser.close();
   }
+}
+
+// A bundle whose encoder's top layer was fine-tuned: the page rebuilds the encoder from the
+// base files and the bundle's layer, and must classify as native does.
+async function tunedMatchesNative(backend, args) {
+  const texts = reports.slice(0, backend === "webgpu" ? 1 : 2).map((x) => x.text);
+  const { browser, page } = await openPage(args);
+  try {
+    const r = await page.evaluate((b) => window.rampart.init({ backend: b }), backend);
+    assert(r.backend === backend, `init(${backend}) ran on ${r.backend} (${r.reason})`);
+    await page.evaluate((s) => window.rampart.loadTextModel(s), { ...TEXT_SOURCES, bundle: "/models/tuned.rampart-text" });
+    const base = JSON.parse(execFileSync(BIN, ["text", "predict", "--bundle", path.join(FIXTURES, "tiny.rampart-text"), "--encoder", ENCODER, texts[0], "--json"], { encoding: "utf8" }));
+    let worst = 0;
+    for (const [i, t] of texts.entries()) {
+      const p = await page.evaluate((t) => window.rampart.classifyReport(t), t);
+      const want = nativeText("predict", t, "tuned.rampart-text");
+      want.probabilities.forEach((c, j) => { worst = Math.max(worst, Math.abs(c.probability - p.probabilities[j])); });
+      assert(p.label === want.predicted, `report ${i}: browser ${p.label}, native ${want.predicted}`);
+      if (i === 0) {
+        // The fine-tuned layer is in use: the frozen bundle's probabilities differ.
+        const moved = base.probabilities.some((c, j) => Math.abs(c.probability - p.probabilities[j]) > 1e-3);
+        assert(moved, "the fine-tuned bundle classifies exactly as the frozen one");
+      }
+    }
+    assert(worst <= TOL, `probabilities differ from native by ${worst} > ${TOL}`);
+  } finally {
+    await browser.close();
+  }
+}
+
+const HAVE_TUNED = HAVE_TEXT && fs.existsSync(path.join(FIXTURES, "tuned.rampart-text"));
+if (HAVE_TUNED) {
+  await test("text fine-tuned bundle, cpu: classifyReport matches native", () => tunedMatchesNative("cpu", NO_WEBGPU));
+  await test("text fine-tuned bundle, webgpu: classifyReport matches native", () => tunedMatchesNative("webgpu", WEBGPU));
 }
 
 if (HAVE_TEXT) {

@@ -172,7 +172,7 @@ pub async fn init(
     }
     let text = STATE.with(|s| s.borrow().text.as_ref().map(|t| t.source.clone()));
     if let Some(text) = text {
-        crate::text::install(text)?;
+        crate::text::install(text).await?;
     }
     to_js(&InitResult { backend, reason })
 }

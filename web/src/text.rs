@@ -63,7 +63,7 @@ fn loaded() -> Result<(TextBundle, Rc<SentenceEncoder>, Mlp), JsError> {
 }
 
 /// Builds the model from its sources on the active device and makes it current.
-pub(crate) fn install(source: TextSource) -> Result<TextModelInfo, JsError> {
+pub(crate) async fn install(source: TextSource) -> Result<TextModelInfo, JsError> {
     let device = device()?;
     let bundle = TextBundle::from_bytes(&source.bundle).map_err(err)?;
     let encoder = SentenceEncoder::from_bytes(
@@ -74,7 +74,8 @@ pub(crate) fn install(source: TextSource) -> Result<TextModelInfo, JsError> {
         &device,
     )
     .map_err(err)?;
-    bundle.header.check_encoder(&encoder).map_err(err)?;
+    // A fine-tuned bundle replaces the encoder's top layers with its own.
+    let encoder = bundle.encoder(encoder, &device).await.map_err(err)?;
     let mlp = bundle.model(&device).map_err(err)?;
     let info = TextModelInfo {
         class_names: bundle.header.class_names.clone(),
@@ -140,7 +141,7 @@ pub async fn load_text_model(
         weights: bytes_of(&sources, "weights").await?,
         tokenizer: bytes_of(&sources, "tokenizer").await?,
     };
-    to_js(&install(source)?)
+    to_js(&install(source).await?)
 }
 
 fn report(text: &JsValue, call: &str) -> Result<String, JsError> {

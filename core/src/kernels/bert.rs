@@ -197,6 +197,13 @@ impl HostBert {
     /// windows in order). Every id must be below the vocabulary's size and every window no
     /// longer than the position table (the tokenizer check and the window size guarantee both).
     pub fn forward(&self, windows: &[&[u32]]) -> Vec<f32> {
+        self.forward_until(windows, self.layers.len())
+    }
+
+    /// The token vectors entering layer `layers` (after the embeddings and the first `layers`
+    /// layers; `layers` ≤ the number of layers), packed as in [`HostBert::forward`]: the frozen
+    /// part of an encoder whose top layers are fine-tuned.
+    pub fn forward_until(&self, windows: &[&[u32]], layers: usize) -> Vec<f32> {
         let h = self.hidden;
         let tokens: usize = windows.iter().map(|w| w.len()).sum();
         if tokens == 0 {
@@ -219,7 +226,7 @@ impl HostBert {
         self.embedding_norm
             .normalise_rows(&mut x, None, h, self.eps);
         let lengths: Vec<usize> = windows.iter().map(|w| w.len()).collect();
-        for layer in &self.layers {
+        for layer in &self.layers[..layers.min(self.layers.len())] {
             x = self.layer(layer, x, &lengths);
         }
         x

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::classifier::{TextLoss, TextTrainConfig, logit_adjustment, predict_proba, train_mlp};
 use super::data::TextDataset;
+use super::encoder::{SentenceEncoder, TokenStates};
+use super::finetune::{TuneData, fine_tune};
 use super::metrics::{classification_report, cv_interval95, mean_sd};
 use super::tfidf::Tfidf;
 use crate::argmax;
@@ -92,6 +94,16 @@ pub struct CvData<'a> {
     pub base: &'a TextDataset,
     pub base_embeddings: &'a [Vec<f32>],
     pub augmented: Option<(&'a TextDataset, &'a [Vec<f32>])>,
+    /// For a recipe that fine-tunes: the encoder, and the token vectors under its fine-tuned
+    /// layers of the base reports, then of the augmented ones (in the datasets' order).
+    pub fine_tune: Option<CvFineTune<'a>>,
+}
+
+/// What cross-validating a fine-tuning recipe needs besides the embeddings.
+pub struct CvFineTune<'a> {
+    pub encoder: &'a SentenceEncoder,
+    pub base_states: &'a [TokenStates],
+    pub augmented_states: &'a [TokenStates],
 }
 
 /// Mean and standard deviation over the runs, and a 95 % interval for the mean that allows
@@ -187,6 +199,10 @@ pub async fn cross_validate(
     let base = data.base;
     if data.base_embeddings.len() != base.len()
         || data.augmented.is_some_and(|(d, x)| d.len() != x.len())
+        || data.fine_tune.as_ref().is_some_and(|t| {
+            t.base_states.len() != base.len()
+                || t.augmented_states.len() != data.augmented.map_or(0, |(d, _)| d.len())
+        })
     {
         return Err(Error::invalid(
             "cross-validation",
@@ -212,32 +228,47 @@ pub async fn cross_validate(
                 .map(|(rec, _)| rec.id.as_str())
                 .collect();
             let (mut tx, mut ty, mut vx, mut vy) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            // The token states in the same order, when fine-tuning.
+            let (mut ts, mut vs): (Vec<&TokenStates>, Vec<&TokenStates>) = (Vec::new(), Vec::new());
+            let state = |i: usize, augmented: bool| {
+                data.fine_tune.as_ref().map(|t| {
+                    if augmented {
+                        &t.augmented_states[i]
+                    } else {
+                        &t.base_states[i]
+                    }
+                })
+            };
             // The texts in the same order, for lexical features.
             let (mut train_texts, mut val_texts): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
-            for (((v, &c), &k), rec) in data
+            for (i, (((v, &c), &k), rec)) in data
                 .base_embeddings
                 .iter()
                 .zip(&labels)
                 .zip(&fold)
                 .zip(&base.records)
+                .enumerate()
             {
                 if k == f {
                     vx.push(v.clone());
                     vy.push(c);
                     val_texts.push(&rec.text);
+                    vs.extend(state(i, false));
                 } else {
                     tx.push(v.clone());
                     ty.push(c);
                     train_texts.push(&rec.text);
+                    ts.extend(state(i, false));
                 }
             }
             if let Some((aug, xa)) = data.augmented {
-                for (rec, v) in aug.records.iter().zip(xa) {
+                for (i, (rec, v)) in aug.records.iter().zip(xa).enumerate() {
                     // An augmentation of a held-out report would leak it into training.
                     if !rec.sources.iter().any(|s| held.contains(s.as_str())) {
                         tx.push(v.clone());
                         ty.push(rec.label);
                         train_texts.push(&rec.text);
+                        ts.extend(state(i, true));
                     }
                 }
             }
@@ -248,7 +279,33 @@ pub async fn cross_validate(
             let probs = match spec.features {
                 Features::Embedding => {
                     let model = train_mlp(&tx, &ty, k, &run_config, device, &mut |_| {})?;
-                    predict_proba(&model, &vx, device).await?
+                    match (&run_config.fine_tune, &data.fine_tune) {
+                        (None, _) => predict_proba(&model, &vx, device).await?,
+                        (Some(_), None) => {
+                            return Err(Error::invalid(
+                                "cross-validation",
+                                "a fine-tuning recipe needs the encoder and token states",
+                            ));
+                        }
+                        // No validation reports inside a training fold: the recipe's epochs
+                        // run in full (nothing is chosen on the held-out fold).
+                        (Some(_), Some(t)) => {
+                            let tuned = fine_tune(
+                                t.encoder,
+                                model,
+                                TuneData {
+                                    states: &ts,
+                                    labels: &ty,
+                                },
+                                None,
+                                &run_config,
+                                device,
+                                None,
+                                &mut |_| {},
+                            )?;
+                            super::finetune::predict_proba(&tuned.model, &vs, device)
+                        }
+                    }
                 }
                 Features::Tfidf | Features::Both => {
                     // Fit the vocabulary on the training fold only.

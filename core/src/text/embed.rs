@@ -119,7 +119,22 @@ impl CachedEncoder {
         batch_tokens: usize,
         device: &Device,
     ) -> Result<Self> {
-        let encoder = SentenceEncoder::load(encoder_dir, device)?;
+        Self::new(
+            SentenceEncoder::load(encoder_dir, device)?,
+            cache_dir,
+            batch_tokens,
+            device,
+        )
+    }
+
+    /// `encoder` with its cache in `cache_dir` (one file per fingerprint, so a fine-tuned
+    /// encoder caches apart from its base).
+    pub fn new(
+        encoder: SentenceEncoder,
+        cache_dir: &Path,
+        batch_tokens: usize,
+        device: &Device,
+    ) -> Result<Self> {
         let cache = EmbeddingCache::open(cache_dir, &encoder.fingerprint, encoder.dim())?;
         Ok(Self {
             encoder,

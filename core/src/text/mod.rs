@@ -13,6 +13,7 @@ pub mod data;
 pub mod embed;
 pub mod encoder;
 pub mod explain;
+pub mod finetune;
 pub mod journal;
 pub mod metrics;
 pub mod rat;

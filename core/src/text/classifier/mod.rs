@@ -173,6 +173,10 @@ pub struct TextTrainConfig {
     /// result is [`Mlp::ensemble`] of them, one MLP whose logits are their mean.
     #[serde(default = "one")]
     pub seeds: usize,
+    /// After the head trains on frozen embeddings, fine-tune the encoder's top layers with it
+    /// ([`crate::text::finetune`]); `None`: the encoder stays frozen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fine_tune: Option<crate::text::finetune::FineTuneConfig>,
 }
 
 fn one() -> usize {
@@ -198,6 +202,15 @@ impl TextTrainConfig {
         }
         if let Some(r) = &self.rat {
             r.validate()?;
+        }
+        if let Some(t) = &self.fine_tune {
+            t.validate()?;
+            if self.seeds > 1 {
+                return Err(Error::invalid(
+                    "text training config",
+                    "fine-tuning trains one encoder: it takes seeds = 1",
+                ));
+            }
         }
         Ok(())
     }

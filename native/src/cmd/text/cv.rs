@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
-use rampart_core::text::cv::{CvData, CvSpec, cross_validate};
+use rampart_core::text::cv::{CvData, CvFineTune, CvSpec, cross_validate};
 use rampart_core::text::data::load_osha;
 
 use super::{EncoderArgs, RecipeArgs, embed, open_encoder};
@@ -45,10 +45,44 @@ pub fn cmd_cv(a: TextCvArgs, device: DeviceChoice, data_dir: &Path) -> Result<()
         Some(d) => embed(&mut embedder, &d.texts())?,
         None => Vec::new(),
     };
+    // A fine-tuning recipe starts every fold from the frozen layers' token vectors.
+    let (base_states, augmented_states) = match &spec.config.fine_tune {
+        Some(t) => {
+            let below = embedder
+                .encoder
+                .num_layers()
+                .checked_sub(t.layers)
+                .with_context(|| {
+                    format!("the encoder has {} layers", embedder.encoder.num_layers())
+                })?;
+            let states = |texts: &[&str]| {
+                let pb = bar(texts.len() as u64, "layers");
+                let s = pollster::block_on(embedder.encoder.token_states(
+                    texts,
+                    below,
+                    &embedder.device,
+                    &mut |done, _| pb.set_position(done as u64),
+                ));
+                pb.finish_and_clear();
+                s
+            };
+            let augmented_states = match &augmented {
+                Some(d) => states(&d.texts())?,
+                None => Vec::new(),
+            };
+            (states(&base.texts())?, augmented_states)
+        }
+        None => (Vec::new(), Vec::new()),
+    };
     let data = CvData {
         base: &base,
         base_embeddings: &x,
         augmented: augmented.as_ref().map(|d| (d, &xa[..])),
+        fine_tune: spec.config.fine_tune.as_ref().map(|_| CvFineTune {
+            encoder: &embedder.encoder,
+            base_states: &base_states,
+            augmented_states: &augmented_states,
+        }),
     };
     let pb = bar((a.folds * a.repeats) as u64, "cv");
     let report = pollster::block_on(cross_validate(

@@ -11,7 +11,7 @@ use rampart_core::bundle::TextBundle;
 use rampart_core::text::classifier::{evaluate, predict_proba};
 use rampart_core::text::data::{load_osha, report_text};
 
-use super::{EncoderArgs, check_encoder, embed, open_encoder};
+use super::{EncoderArgs, embed, open_for_bundle};
 use crate::device::DeviceChoice;
 
 #[derive(Args)]
@@ -43,8 +43,7 @@ pub struct TextPredictArgs {
 pub fn cmd_eval(a: TextEvalArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
     let bundle = TextBundle::load(&a.bundle)?;
     let data = load_osha(&a.data)?;
-    let mut embedder = open_encoder(&a.encoder, data_dir, device)?;
-    check_encoder(&bundle, &embedder)?;
+    let mut embedder = open_for_bundle(&a.encoder, data_dir, device, &bundle)?;
     let x = embed(&mut embedder, &data.texts())?;
     let report = pollster::block_on(evaluate(
         &bundle.model(&embedder.device)?,
@@ -80,8 +79,7 @@ pub fn cmd_predict(a: TextPredictArgs, device: DeviceChoice, data_dir: &Path) ->
     if text.is_empty() {
         bail!("the report text is empty");
     }
-    let mut embedder = open_encoder(&a.encoder, data_dir, device)?;
-    check_encoder(&bundle, &embedder)?;
+    let mut embedder = open_for_bundle(&a.encoder, data_dir, device, &bundle)?;
     let x = embed(&mut embedder, &[&text])?;
     let model = bundle.model(&embedder.device)?;
     let probs = pollster::block_on(predict_proba(&model, &x, &embedder.device))?.remove(0);

@@ -8,7 +8,7 @@ use clap::Args;
 use rampart_core::bundle::TextBundle;
 use rampart_core::text::explain;
 
-use super::{EncoderArgs, check_encoder, open_encoder};
+use super::{EncoderArgs, open_for_bundle};
 use crate::device::DeviceChoice;
 
 #[derive(Args)]
@@ -46,8 +46,7 @@ pub struct TextProbeArgs {
 
 pub fn cmd_explain(a: TextExplainArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
     let bundle = TextBundle::load(&a.bundle)?;
-    let embedder = open_encoder(&a.encoder, data_dir, device)?;
-    check_encoder(&bundle, &embedder)?;
+    let embedder = open_for_bundle(&a.encoder, data_dir, device, &bundle)?;
     let model = bundle.model(&embedder.device)?;
     let e = pollster::block_on(explain::explain(
         &embedder.encoder,
@@ -76,8 +75,7 @@ pub fn cmd_explain(a: TextExplainArgs, device: DeviceChoice, data_dir: &Path) ->
 
 pub fn cmd_probe(a: TextProbeArgs, device: DeviceChoice, data_dir: &Path) -> Result<()> {
     let bundle = TextBundle::load(&a.bundle)?;
-    let embedder = open_encoder(&a.encoder, data_dir, device)?;
-    check_encoder(&bundle, &embedder)?;
+    let embedder = open_for_bundle(&a.encoder, data_dir, device, &bundle)?;
     let model = bundle.model(&embedder.device)?;
     let config = explain::ProbeConfig {
         max_radius: a.max_radius,

@@ -15,6 +15,8 @@ use rampart_core::text::classifier::{RatConfig, TextLoss, TextTrainConfig};
 use rampart_core::text::cv::Features;
 use rampart_core::text::data::{TextDataset, load_osha};
 use rampart_core::text::embed::{CachedEncoder, default_cache_dir};
+use rampart_core::text::encoder::SentenceEncoder;
+use rampart_core::text::finetune::FineTuneConfig;
 
 use crate::bar;
 use crate::device::DeviceChoice;
@@ -149,6 +151,42 @@ pub struct RecipeArgs {
     /// averaged (the bundle holds them as one wider MLP).
     #[arg(long, default_value_t = 1)]
     pub(super) seeds: usize,
+    /// After the head trains on frozen embeddings, fine-tune the encoder's top layers together
+    /// with it (focal loss, RAT on the pooled embedding, layer-wise learning-rate decay,
+    /// warm-up, early stopping on the validation reports).
+    #[arg(long)]
+    pub(super) fine_tune: bool,
+    /// Top transformer layers fine-tuned (6: all of MiniLM's).
+    #[arg(long, default_value_t = 2)]
+    pub(super) fine_tune_layers: usize,
+    #[arg(long, default_value_t = 4)]
+    pub(super) fine_tune_epochs: usize,
+    /// Reports per fine-tuning mini-batch.
+    #[arg(long, default_value_t = 16)]
+    pub(super) fine_tune_batch_size: usize,
+    /// Learning rate of the top fine-tuned layer.
+    #[arg(long, default_value_t = 5e-5)]
+    pub(super) fine_tune_lr: f64,
+    /// Learning-rate factor per layer further down.
+    #[arg(long, default_value_t = 0.8)]
+    pub(super) layer_decay: f64,
+    /// Learning rate of the head while the encoder fine-tunes.
+    #[arg(long, default_value_t = 1e-4)]
+    pub(super) fine_tune_head_lr: f64,
+    /// Fraction of the fine-tuning steps with a linear warm-up.
+    #[arg(long, default_value_t = 0.1)]
+    pub(super) warmup: f64,
+    /// Fine-tuning epochs without a better validation macro-F1 before stopping (0: never).
+    #[arg(long, default_value_t = 2)]
+    pub(super) patience: usize,
+    /// RAT on the token vectors entering the fine-tuned layers instead of the pooled embedding
+    /// (FGM and PGD then cost extra passes through those layers).
+    #[arg(long)]
+    pub(super) token_rat: bool,
+    /// L2 radius of each token vector's perturbation with --token-rat (MiniLM's token vectors
+    /// between layers have norms of about 10 to 13).
+    #[arg(long, default_value_t = 1.0)]
+    pub(super) token_eps: f32,
 }
 
 /// Opens the encoder and its embedding cache.
@@ -157,20 +195,21 @@ pub(super) fn open_encoder(
     data_dir: &Path,
     device: DeviceChoice,
 ) -> Result<CachedEncoder> {
-    let dir = args
-        .encoder
-        .clone()
-        .unwrap_or_else(|| data_dir.join("../models/all-MiniLM-L6-v2"));
+    let dir = encoder_dir(args, data_dir);
     let cache = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let encoder = CachedEncoder::open(&dir, &cache, args.batch_tokens, &device.init()?)
         .with_context(|| format!("loading the sentence encoder from {}", dir.display()))?;
+    Ok(warn_if_damaged(encoder))
+}
+
+fn warn_if_damaged(encoder: CachedEncoder) -> CachedEncoder {
     if encoder.cache.damaged {
         eprintln!(
             "warning: ignoring damaged embedding cache {}",
             encoder.cache.path().display()
         );
     }
-    Ok(encoder)
+    encoder
 }
 
 /// Embeds `texts` through the cache, with a progress bar while the encoder runs.
@@ -184,12 +223,34 @@ pub(super) fn embed(encoder: &mut CachedEncoder, texts: &[&str]) -> Result<Vec<V
     Ok(x)
 }
 
-/// Refuses a bundle trained on another encoder's embeddings.
-pub(super) fn check_encoder(bundle: &TextBundle, encoder: &CachedEncoder) -> Result<()> {
-    bundle
-        .header
-        .check_encoder(&encoder.encoder)
-        .context("pass the encoder it was trained with (--encoder DIR)")
+/// The encoder folder `args` names.
+fn encoder_dir(args: &EncoderArgs, data_dir: &Path) -> PathBuf {
+    args.encoder
+        .clone()
+        .unwrap_or_else(|| data_dir.join("../models/all-MiniLM-L6-v2"))
+}
+
+/// The encoder a bundle's classifier runs on (the base, with the bundle's fine-tuned layers if
+/// it has any) and its cache; a base other than the one trained on is refused.
+pub(super) fn open_for_bundle(
+    args: &EncoderArgs,
+    data_dir: &Path,
+    device: DeviceChoice,
+    bundle: &TextBundle,
+) -> Result<CachedEncoder> {
+    let dir = encoder_dir(args, data_dir);
+    let device = device.init()?;
+    let base = SentenceEncoder::load(&dir, &device)
+        .with_context(|| format!("loading the sentence encoder from {}", dir.display()))?;
+    let encoder = pollster::block_on(bundle.encoder(base, &device))
+        .context("pass the encoder it was trained with (--encoder DIR)")?;
+    let cache = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    Ok(warn_if_damaged(CachedEncoder::new(
+        encoder,
+        &cache,
+        args.batch_tokens,
+        &device,
+    )?))
 }
 
 pub fn run(cmd: TextCommand, device: DeviceChoice, data_dir: &Path) -> Result<()> {
@@ -247,6 +308,19 @@ impl RecipeArgs {
             weight_decay: self.weight_decay,
             seed: self.seed,
             seeds: self.seeds,
+            fine_tune: self.fine_tune.then(|| FineTuneConfig {
+                layers: self.fine_tune_layers,
+                epochs: self.fine_tune_epochs,
+                batch_size: self.fine_tune_batch_size,
+                lr: self.fine_tune_lr,
+                layer_decay: self.layer_decay,
+                head_lr: self.fine_tune_head_lr,
+                weight_decay: 0.01,
+                warmup: self.warmup,
+                patience: self.patience,
+                token_rat: self.token_rat,
+                token_eps: self.token_eps,
+            }),
         })
     }
 

@@ -8,11 +8,17 @@ use clap::Args;
 use rampart_core::bundle::{TextBundle, TextBundleHeader};
 use rampart_core::text::checkpoint::TextCheckpointOptions;
 use rampart_core::text::classifier::{
-    MAX_SEEDS, MlpConfig, evaluate, logit_adjustment, member_checkpoint, train_mlp_resumable,
+    MAX_SEEDS, Mlp, MlpConfig, TextTrainConfig, evaluate, logit_adjustment, member_checkpoint,
+    train_mlp_resumable,
 };
 use rampart_core::text::data::{TextDataset, load_osha};
+use rampart_core::text::embed::CachedEncoder;
+use rampart_core::text::encoder::TokenStates;
+use rampart_core::text::finetune::{
+    FineTuneConfig, TuneData, TuneEpoch, TunedClassifier, fine_tune,
+};
 
-use super::{EncoderArgs, FeaturesArg, RecipeArgs, embed, open_encoder};
+use super::{EncoderArgs, FeaturesArg, RecipeArgs, embed, open_encoder, open_for_bundle};
 use crate::bar;
 use crate::device::DeviceChoice;
 
@@ -46,6 +52,98 @@ pub struct TextTrainArgs {
     /// Stop after this many epochs, leaving the checkpoint (for testing resumption).
     #[arg(long, hide = true)]
     stop_after_epochs: Option<usize>,
+}
+
+/// Fine-tuning's checkpoint beside the head's: `<checkpoint>.tune`.
+fn tune_checkpoint(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tune");
+    path.with_file_name(name)
+}
+
+/// What the fine-tuning stage ends with.
+struct Tuned {
+    model: TunedClassifier,
+    history: Vec<TuneEpoch>,
+    kept_epoch: usize,
+    seconds: f64,
+    states_seconds: f64,
+    train_states_seconds: f64,
+}
+
+/// Fine-tunes the encoder's top layers with `head`, early-stopping on `val`; `None` when
+/// stopped through the checkpoint options (tests).
+fn fine_tune_stage(
+    embedder: &CachedEncoder,
+    head: Mlp,
+    train: &TextDataset,
+    val: &TextDataset,
+    config: &TextTrainConfig,
+    tune: &FineTuneConfig,
+    checkpoint: &TextCheckpointOptions,
+) -> Result<Option<Tuned>> {
+    let encoder = &embedder.encoder;
+    let below = encoder
+        .num_layers()
+        .checked_sub(tune.layers)
+        .with_context(|| format!("the encoder has {} layers", encoder.num_layers()))?;
+    let clock = std::time::Instant::now();
+    let states = |texts: &[&str]| -> Result<Vec<TokenStates>> {
+        let pb = bar(texts.len() as u64, "layers");
+        let s = pollster::block_on(encoder.token_states(
+            texts,
+            below,
+            &embedder.device,
+            &mut |done, _| pb.set_position(done as u64),
+        ))?;
+        pb.finish_and_clear();
+        Ok(s)
+    };
+    let train_states = states(&train.texts())?;
+    // The training reports' alone: bench/finetune_speed.sh compares it with PyTorch's.
+    let train_states_seconds = clock.elapsed().as_secs_f64();
+    let val_states = states(&val.texts())?;
+    let (train_states, val_states): (Vec<&TokenStates>, Vec<&TokenStates>) =
+        (train_states.iter().collect(), val_states.iter().collect());
+    let states_seconds = clock.elapsed().as_secs_f64();
+    let clock = std::time::Instant::now();
+    let pb = bar(tune.epochs as u64, "fine-tune");
+    let (train_y, val_y) = (train.labels(), val.labels());
+    let t = fine_tune(
+        encoder,
+        head,
+        TuneData {
+            states: &train_states,
+            labels: &train_y,
+        },
+        Some(TuneData {
+            states: &val_states,
+            labels: &val_y,
+        }),
+        config,
+        &embedder.device,
+        Some(checkpoint),
+        &mut |e| {
+            pb.set_position((e.epoch + 1) as u64);
+            pb.set_message(format!(
+                "loss {:.3} val macro-F1 {:.3}",
+                e.train_loss,
+                e.val_macro_f1.unwrap_or(f64::NAN)
+            ));
+        },
+    )?;
+    pb.finish_and_clear();
+    if !t.completed {
+        return Ok(None);
+    }
+    Ok(Some(Tuned {
+        model: t.model,
+        history: t.history,
+        kept_epoch: t.kept_epoch,
+        seconds: clock.elapsed().as_secs_f64(),
+        states_seconds,
+        train_states_seconds,
+    }))
 }
 
 /// `<out>.ckpt`.
@@ -95,15 +193,19 @@ pub fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Res
             );
         }
     } else if !a.resume {
-        // An earlier run's checkpoints, a seed ensemble's members' included.
+        // An earlier run's checkpoints, a seed ensemble's members' and fine-tuning's included.
         let members = (1..MAX_SEEDS).map(|i| member_checkpoint(&checkpoint.path, i));
-        for path in std::iter::once(checkpoint.path.clone()).chain(members) {
+        let tune = tune_checkpoint(&checkpoint.path);
+        for path in [checkpoint.path.clone(), tune].into_iter().chain(members) {
             if path.exists() {
                 std::fs::remove_file(&path)
                     .with_context(|| format!("removing {}", path.display()))?;
             }
         }
     }
+    // A bad recipe is refused before anything is embedded or trained.
+    let config = a.recipe.config()?;
+    config.validate()?;
     let train = training_set(&a, data_dir)?;
     let val = load_osha(
         &a.val
@@ -111,12 +213,20 @@ pub fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Res
             .unwrap_or_else(|| data_dir.join("osha/val.json")),
     )?;
     let mut embedder = open_encoder(&a.encoder, data_dir, device)?;
+    if let Some(t) = &config.fine_tune
+        && t.layers > embedder.encoder.num_layers()
+    {
+        bail!(
+            "--fine-tune-layers {}: the encoder has {} layers",
+            t.layers,
+            embedder.encoder.num_layers()
+        );
+    }
     let clock = std::time::Instant::now();
     let x = embed(&mut embedder, &train.texts())?;
     // Embedded here, before training, so that the embedding time covers both files.
     let val_x = embed(&mut embedder, &val.texts())?;
     let embed_seconds = clock.elapsed().as_secs_f64();
-    let config = a.recipe.config()?;
     let clock = std::time::Instant::now();
     let pb = bar((config.epochs * config.seeds) as u64, "train");
 
@@ -137,8 +247,23 @@ pub fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Res
         eprintln!("stopped early; checkpoint at {}", checkpoint.path.display());
         return Ok(());
     }
-    let (model, history) = (trained.model, trained.history);
+    let (mut model, history) = (trained.model, trained.history);
     let train_seconds = clock.elapsed().as_secs_f64();
+    let base_fingerprint = embedder.encoder.fingerprint.clone();
+    let mut tuned = None;
+    if let Some(tune) = &config.fine_tune {
+        let options = TextCheckpointOptions {
+            path: tune_checkpoint(&checkpoint.path),
+            ..checkpoint.clone()
+        };
+        let Some(t) = fine_tune_stage(&embedder, model, &train, &val, &config, tune, &options)?
+        else {
+            eprintln!("stopped early; checkpoint at {}", options.path.display());
+            return Ok(());
+        };
+        model = t.model.head.clone();
+        tuned = Some(t);
+    }
     let tau = match a.recipe.logit_adjust[..] {
         [t] if t.is_finite() => t,
         _ => bail!("text train takes one --logit-adjust value"),
@@ -154,7 +279,7 @@ pub fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Res
         },
         class_names: train.class_names.clone(),
         encoder: "all-MiniLM-L6-v2".into(),
-        encoder_fingerprint: embedder.encoder.fingerprint.clone(),
+        encoder_fingerprint: base_fingerprint.clone(),
         recipe: serde_json::json!({
             "augment": a.recipe.augment_name(),
             "logit_adjust": tau,
@@ -164,9 +289,37 @@ pub fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Res
         }),
         metrics: serde_json::Value::Null,
         created_by: format!("rampart {}", env!("CARGO_PKG_VERSION")),
+        fine_tuned: None,
     };
-    let mut bundle = TextBundle::new(&model, header)?;
-    // Scored through the bundle's own weights, as a user of the file would see them.
+    let (mut bundle, fine_tuning) = match &tuned {
+        None => (TextBundle::new(&model, header)?, serde_json::Value::Null),
+        Some(t) => {
+            let layers = &t.model.layers;
+            let encoder = pollster::block_on(
+                open_encoder(&a.encoder, data_dir, device)?
+                    .encoder
+                    .with_top_layers(layers.clone()),
+            )?;
+            let header = TextBundleHeader {
+                encoder_fingerprint: encoder.fingerprint.clone(),
+                ..header
+            };
+            let bundle = TextBundle::fine_tuned(&model, layers, &base_fingerprint, header)?;
+            let info = serde_json::json!({
+                "history": t.history, "kept_epoch": t.kept_epoch,
+                "seconds": t.seconds, "states_seconds": t.states_seconds,
+            });
+            (bundle, info)
+        }
+    };
+    // Scored through the bundle's own weights and encoder, as a user of the file would see
+    // them (a fine-tuned encoder embeds the validation reports anew).
+    let val_x = if tuned.is_some() {
+        let mut scorer = open_for_bundle(&a.encoder, data_dir, device, &bundle)?;
+        embed(&mut scorer, &val.texts())?
+    } else {
+        val_x
+    };
     let report = pollster::block_on(evaluate(
         &bundle.model(&embedder.device)?,
         &val_x,
@@ -176,13 +329,20 @@ pub fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Res
     ))?;
     let timing = serde_json::json!({
         "embed_seconds": embed_seconds, "train_seconds": train_seconds,
+        "fine_tune_seconds": tuned.as_ref().map(|t| t.seconds + t.states_seconds),
+        "fine_tune_train_states_seconds": tuned.as_ref().map(|t| t.train_states_seconds),
+        "fine_tune_epoch_seconds": tuned
+            .as_ref()
+            .map(|t| t.history.iter().map(|e| e.seconds).collect::<Vec<_>>()),
         "reports_embedded": train.len() + val.len(), "train_samples": train.len(),
     });
-    bundle.header.metrics =
-        serde_json::json!({ "validation": report, "history": history, "timing": timing });
+    bundle.header.metrics = serde_json::json!({
+        "validation": report, "history": history, "timing": timing, "fine_tuning": fine_tuning,
+    });
     bundle.save(&a.out)?;
     // The bundle holds everything now; a later run starts afresh.
     std::fs::remove_file(&checkpoint.path).ok();
+    std::fs::remove_file(tune_checkpoint(&checkpoint.path)).ok();
     for i in 1..config.seeds {
         std::fs::remove_file(member_checkpoint(&checkpoint.path, i)).ok();
     }
