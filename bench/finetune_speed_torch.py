@@ -134,7 +134,9 @@ states_s = time.perf_counter() - t0
 
 # 2. One fine-tuning epoch.
 top = bert.encoder.layer[below:]
-top.train()
+# Rampart's layers have no dropout (sentence-transformers' encoder runs in eval mode too):
+# eval() switches BERT's dropout off, gradients flow all the same.
+top.eval()
 head = nn.Sequential(nn.Linear(HIDDEN, 512), nn.ReLU(), nn.Dropout(0.2), nn.Linear(512, len(CLASSES)))
 y_all = torch.tensor(labels)
 counts = torch.bincount(y_all, minlength=len(CLASSES)).float()

@@ -280,6 +280,11 @@ impl TextBundle {
         base_fingerprint: &str,
         mut header: TextBundleHeader,
     ) -> Result<Self> {
+        if layers.is_empty() {
+            return Err(Error::Bundle(
+                "a fine-tuned bundle needs at least one layer".into(),
+            ));
+        }
         header.fine_tuned = None;
         let mut bundle = Self::new(model, header)?;
         bundle.header.fine_tuned = Some(FineTunedLayers {

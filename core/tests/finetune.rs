@@ -271,10 +271,35 @@ fn fine_tuning_learns_and_its_bundle_rebuilds_the_encoder() {
     let n = damaged.len();
     damaged[n / 2] ^= 1;
     assert!(TextBundle::from_bytes(&damaged).is_err());
-    // A version-1 reader's layout (one weights section) under version 2 is refused.
-    let mut relabelled = bytes.clone();
-    relabelled[8..12].copy_from_slice(&1u32.to_le_bytes());
-    assert!(TextBundle::from_bytes(&relabelled).is_err());
+    // Well-sealed files whose version, header and sections disagree are refused.
+    let (head_json, sections) = rampart_core::io::unseal(&bytes, b"RMPTTEXT", 2, 2, "x").unwrap();
+    let mut plain: serde_json::Value = serde_json::from_slice(head_json).unwrap();
+    plain.as_object_mut().unwrap().remove("fine_tuned");
+    let plain = serde_json::to_vec(&plain).unwrap();
+    let forged = [
+        // Version 1 whose header claims fine-tuned layers.
+        rampart_core::io::seal(b"RMPTTEXT", 1, head_json, &sections[..1]),
+        // Version 2 without them in the header.
+        rampart_core::io::seal(b"RMPTTEXT", 2, &plain, &sections),
+        // Version 2 with one section.
+        rampart_core::io::seal(b"RMPTTEXT", 2, head_json, &sections[..1]),
+    ];
+    for (i, f) in forged.iter().enumerate() {
+        assert!(
+            TextBundle::from_bytes(f).is_err(),
+            "forged bundle {i} accepted"
+        );
+    }
+    // The same file re-sealed is accepted (the forgeries fail for what they change).
+    assert!(
+        TextBundle::from_bytes(&rampart_core::io::seal(
+            b"RMPTTEXT",
+            2,
+            head_json,
+            &sections
+        ))
+        .is_ok()
+    );
 }
 
 /// Stopped after one epoch and resumed, fine-tuning ends with the uninterrupted run's model
@@ -347,7 +372,10 @@ fn a_resumed_fine_tuning_ends_where_an_uninterrupted_one_ends() {
             states: &refs,
             labels: &y,
         },
-        None,
+        Some(TuneData {
+            states: val_refs,
+            labels: val_y,
+        }),
         &other,
         &device,
         Some(&TextCheckpointOptions {
@@ -359,7 +387,9 @@ fn a_resumed_fine_tuning_ends_where_an_uninterrupted_one_ends() {
     )
     .err()
     .expect("another recipe's checkpoint must be refused");
-    assert!(err.to_string().contains("another run"), "{err}");
+    let err = err.to_string();
+    assert!(err.contains("another run") && err.contains("seed"), "{err}");
+    assert!(!err.contains("training data"), "{err}");
 }
 
 /// Bad fine-tuning settings are refused before anything trains.

@@ -196,6 +196,12 @@ pub async fn cross_validate(
             "needs at least one finite logit adjustment τ",
         ));
     }
+    if spec.config.fine_tune.is_some() && spec.features != Features::Embedding {
+        return Err(Error::invalid(
+            "cross-validation",
+            "fine-tuning trains the encoder: it takes --features embedding",
+        ));
+    }
     let base = data.base;
     if data.base_embeddings.len() != base.len()
         || data.augmented.is_some_and(|(d, x)| d.len() != x.len())

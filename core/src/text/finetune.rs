@@ -318,8 +318,7 @@ fn fingerprint(encoder: &SentenceEncoder, train: &TuneData, val: Option<&TuneDat
             for &l in &s.lengths {
                 h.update((l as u64).to_le_bytes());
             }
-            // The first token vector of each text pins the frozen layers' output.
-            for v in s.values.iter().take(encoder.dim()) {
+            for v in &s.values {
                 h.update(v.to_le_bytes());
             }
         }
@@ -339,7 +338,9 @@ fn load_bytes<M: Module>(m: M, bytes: &[u8]) -> Result<M> {
     crate::bundle::check_record(bytes).map_err(Error::Checkpoint)?;
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
         .map_err(|e| Error::Checkpoint(e.to_string()))?;
-    m.try_load_record(record)
+    // As in the bundle's load: a crafted record must be an error, not a panic.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.try_load_record(record)))
+        .map_err(|_| Error::Checkpoint("the weights do not fit the model".into()))?
         .map_err(|e| Error::Checkpoint(e.to_string()))
 }
 
@@ -403,7 +404,9 @@ fn macro_f1(labels: &[usize], predicted: &[usize], classes: usize) -> Result<f64
 
 /// Fine-tunes the top `config.fine_tune.layers` layers of `encoder` together with `head` (the
 /// classifier trained on frozen embeddings) on `train`; with `val`, keeps the best epoch and
-/// stops early. Resumable through `checkpoint` like [`super::classifier::train_mlp_resumable`].
+/// stops early. The epoch is chosen on the head's own logits: a post-hoc logit adjustment
+/// applied later is not part of the choice, and a score on `val` afterwards is optimistic by
+/// the choice. Resumable through `checkpoint` like [`super::classifier::train_mlp_resumable`].
 #[allow(clippy::too_many_arguments)]
 pub fn fine_tune(
     encoder: &SentenceEncoder,
@@ -431,11 +434,25 @@ pub fn fine_tune(
         ));
     }
     let classes = head.num_classes();
-    if let Some(bad) = train.labels.iter().find(|&&c| c >= classes) {
-        return Err(Error::invalid(
-            "fine-tuning data",
-            format!("label {bad} out of range (0..{classes})"),
-        ));
+    for (what, d) in
+        std::iter::once(("training", &train)).chain(val.as_ref().map(|v| ("validation", v)))
+    {
+        if d.states.len() != d.labels.len() {
+            return Err(Error::invalid(
+                "fine-tuning data",
+                format!(
+                    "{what}: {} texts but {} labels",
+                    d.states.len(),
+                    d.labels.len()
+                ),
+            ));
+        }
+        if let Some(bad) = d.labels.iter().find(|&&c| c >= classes) {
+            return Err(Error::invalid(
+                "fine-tuning data",
+                format!("{what}: label {bad} out of range (0..{classes})"),
+            ));
+        }
     }
     let device = device.clone().autodiff();
     let k = tune.layers;

@@ -381,7 +381,14 @@ impl SentenceEncoder {
         let mut placed = Vec::with_capacity(k);
         for (new, old) in layers.into_iter().zip(&self.bert.layers[n - k..]) {
             let new = new.valid_on(&device);
-            for (a, b) in new.shapes().iter().zip(old.shapes()) {
+            let (got, want) = (new.shapes(), old.shapes());
+            if got.len() != want.len() {
+                return Err(Error::invalid(
+                    "fine-tuned layers",
+                    format!("{} weights where the encoder has {}", got.len(), want.len()),
+                ));
+            }
+            for (a, b) in got.iter().zip(want) {
                 if *a != b {
                     return Err(Error::invalid(
                         "fine-tuned layers",

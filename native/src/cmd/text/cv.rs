@@ -39,6 +39,10 @@ pub fn cmd_cv(a: TextCvArgs, device: DeviceChoice, data_dir: &Path) -> Result<()
         config: a.recipe.config()?,
         augment: a.recipe.augment_name(),
     };
+    if spec.config.fine_tune.is_some() && a.recipe.features != super::FeaturesArg::Embedding {
+        anyhow::bail!("--fine-tune trains the encoder: it takes --features embedding");
+    }
+    spec.config.validate()?;
     let mut embedder = open_encoder(&a.encoder, data_dir, device)?;
     let x = embed(&mut embedder, &base.texts())?;
     let xa = match &augmented {
