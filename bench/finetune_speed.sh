@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Fine-tuning speed on this machine's CPU, Rampart beside PyTorch: the frozen layers' token
 # vectors of every training report (train + ABEX), then one training epoch of the top LAYERS
-# (default 2) with the head (bench/finetune_speed_torch.py says what exactly). Embeddings come
+# (default 1) with the head (bench/finetune_speed_torch.py says what exactly). Embeddings come
 # from the cache (the head's stage is not timed here; bench/text_speed.sh times it). Writes
 # runs/finetune-speed.json and prints the ratios. Run it on an otherwise idle machine.
 source "$(dirname "$0")/../scripts/env.sh"
 cd "$ROOT"
-LAYERS="${LAYERS:-2}"
+LAYERS="${LAYERS:-1}"
 cargo build --release
 mkdir -p runs
 TMP="$(mktemp -d)"

@@ -16,7 +16,7 @@ The same work, step by step (model loading and JSON parsing are not timed):
    per encoder layer with layer-wise learning rates, Adam for the head. Validation is not
    timed (Rampart's epoch seconds do not include it either).
 
-    python3 bench/finetune_speed_torch.py --layers 2 --json runs/finetune-speed-torch.json
+    python3 bench/finetune_speed_torch.py --layers 1 --json runs/finetune-speed-torch.json
     python3 bench/finetune_speed_torch.py --limit 64          # smoke test
 """
 import argparse
@@ -37,7 +37,7 @@ p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 p.add_argument("--model", default=str(root / "../shared/models/all-MiniLM-L6-v2"))
 p.add_argument("--data", default=os.environ.get("RAMPART_DATA", str(root / "../shared/data")))
 p.add_argument("--threads", type=int, default=os.cpu_count())
-p.add_argument("--layers", type=int, default=2)
+p.add_argument("--layers", type=int, default=1)
 p.add_argument("--batch-size", type=int, default=16)
 p.add_argument("--limit", type=int, default=None)
 p.add_argument("--seed", type=int, default=0)
