@@ -210,6 +210,7 @@ fn fuzz_text_bundles() {
         recipe: serde_json::Value::Null,
         metrics: serde_json::Value::Null,
         created_by: "fuzz".into(),
+        fine_tuned: None,
     };
     let seed = TextBundle::new(&mlp.init(&device).unwrap(), header)
         .unwrap()

@@ -66,6 +66,7 @@ fn spec(features: Features, seeds: usize) -> CvSpec {
             weight_decay: 0.0,
             seed: 3,
             seeds,
+            fine_tune: None,
         },
         augment: "none".into(),
     }

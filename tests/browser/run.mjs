@@ -609,13 +609,17 @@ async function tunedMatchesNative(backend, args) {
     const moved = Math.max(...frozen.map((v, j) => Math.abs(v - tunedEmb[j])));
     assert(moved > 1e-3, `the fine-tuned layer is not in use: embeddings moved by ${moved}`);
     let worst = 0;
+    const ms = [];
     for (const [i, t] of texts.entries()) {
+      const t0 = Date.now();
       const p = await page.evaluate((t) => window.rampart.classifyReport(t), t);
+      ms.push(Date.now() - t0);
       const want = nativeText("predict", t, "tuned.rampart-text");
       want.probabilities.forEach((c, j) => { worst = Math.max(worst, Math.abs(c.probability - p.probabilities[j])); });
       assert(p.label === want.predicted, `report ${i}: browser ${p.label}, native ${want.predicted}`);
     }
     assert(worst <= TOL, `probabilities differ from native by ${worst} > ${TOL}`);
+    timings[`text-tuned-${backend}`] = { classify_ms: ms, max_probability_diff: worst };
   } finally {
     await browser.close();
   }

@@ -586,10 +586,11 @@ pub fn fine_tune(
             }
             loss_sum += total.clone().into_scalar::<f32>() as f64 * texts.len() as f64;
             let mut grads = total.backward();
-            for i in 0..k {
+            // Layers are stored bottom first: the top one (i = k − 1) gets `lr` itself.
+            for (i, optim) in optims.iter_mut().enumerate().take(k) {
                 let g = GradientsParams::from_module(&mut grads, &model.layers[i]);
                 let lr = tune.lr * tune.layer_decay.powi((k - 1 - i) as i32) * factor;
-                model = optims[i].step(lr, model, g);
+                model = optim.step(lr, model, g);
             }
             let g = GradientsParams::from_module(&mut grads, &model.head);
             model = optims[k].step(tune.head_lr * factor, model, g);

@@ -309,7 +309,7 @@ impl RecipeArgs {
             weight_decay: self.weight_decay,
             seed: self.seed,
             seeds: self.seeds,
-            fine_tune: self.fine_tune.then(|| FineTuneConfig {
+            fine_tune: self.fine_tune.then_some(FineTuneConfig {
                 layers: self.fine_tune_layers,
                 epochs: self.fine_tune_epochs,
                 batch_size: self.fine_tune_batch_size,
