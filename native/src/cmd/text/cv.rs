@@ -2,12 +2,12 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use rampart_core::text::cv::{CvData, CvFineTune, CvSpec, cross_validate};
 use rampart_core::text::data::load_osha;
 
-use super::{EncoderArgs, RecipeArgs, embed, open_encoder};
+use super::{EncoderArgs, RecipeArgs, embed, open_encoder, token_states};
 use crate::bar;
 use crate::device::DeviceChoice;
 
@@ -52,24 +52,7 @@ pub fn cmd_cv(a: TextCvArgs, device: DeviceChoice, data_dir: &Path) -> Result<()
     // A fine-tuning recipe starts every fold from the frozen layers' token vectors.
     let (base_states, augmented_states) = match &spec.config.fine_tune {
         Some(t) => {
-            let below = embedder
-                .encoder
-                .num_layers()
-                .checked_sub(t.layers)
-                .with_context(|| {
-                    format!("the encoder has {} layers", embedder.encoder.num_layers())
-                })?;
-            let states = |texts: &[&str]| {
-                let pb = bar(texts.len() as u64, "layers");
-                let s = pollster::block_on(embedder.encoder.token_states(
-                    texts,
-                    below,
-                    &embedder.device,
-                    &mut |done, _| pb.set_position(done as u64),
-                ));
-                pb.finish_and_clear();
-                s
-            };
+            let states = |texts: &[&str]| token_states(&embedder, texts, t.layers);
             let augmented_states = match &augmented {
                 Some(d) => states(&d.texts())?,
                 None => Vec::new(),

@@ -15,7 +15,7 @@ use rampart_core::text::classifier::{RatConfig, TextLoss, TextTrainConfig};
 use rampart_core::text::cv::Features;
 use rampart_core::text::data::{TextDataset, load_osha};
 use rampart_core::text::embed::{CachedEncoder, default_cache_dir};
-use rampart_core::text::encoder::SentenceEncoder;
+use rampart_core::text::encoder::{SentenceEncoder, TokenStates};
 use rampart_core::text::finetune::FineTuneConfig;
 
 use crate::bar;
@@ -222,6 +222,29 @@ pub(super) fn embed(encoder: &mut CachedEncoder, texts: &[&str]) -> Result<Vec<V
     }))?;
     pb.finish_and_clear();
     Ok(x)
+}
+
+/// The token vectors entering the first of the top `layers` layers, for each text, with a
+/// progress bar: what fine-tuning starts every epoch from.
+pub(super) fn token_states(
+    embedder: &CachedEncoder,
+    texts: &[&str],
+    layers: usize,
+) -> Result<Vec<TokenStates>> {
+    let encoder = &embedder.encoder;
+    let below = encoder
+        .num_layers()
+        .checked_sub(layers)
+        .with_context(|| format!("the encoder has {} layers", encoder.num_layers()))?;
+    let pb = bar(texts.len() as u64, "layers");
+    let s = pollster::block_on(encoder.token_states(
+        texts,
+        below,
+        &embedder.device,
+        &mut |done, _| pb.set_position(done as u64),
+    ))?;
+    pb.finish_and_clear();
+    Ok(s)
 }
 
 /// The encoder folder `args` names.

@@ -18,7 +18,9 @@ use rampart_core::text::finetune::{
     FineTuneConfig, TuneData, TuneEpoch, TunedClassifier, fine_tune,
 };
 
-use super::{EncoderArgs, FeaturesArg, RecipeArgs, embed, open_encoder, open_for_bundle};
+use super::{
+    EncoderArgs, FeaturesArg, RecipeArgs, embed, open_encoder, open_for_bundle, token_states,
+};
 use crate::bar;
 use crate::device::DeviceChoice;
 
@@ -82,23 +84,8 @@ fn fine_tune_stage(
     tune: &FineTuneConfig,
     checkpoint: &TextCheckpointOptions,
 ) -> Result<Option<Tuned>> {
-    let encoder = &embedder.encoder;
-    let below = encoder
-        .num_layers()
-        .checked_sub(tune.layers)
-        .with_context(|| format!("the encoder has {} layers", encoder.num_layers()))?;
     let clock = std::time::Instant::now();
-    let states = |texts: &[&str]| -> Result<Vec<TokenStates>> {
-        let pb = bar(texts.len() as u64, "layers");
-        let s = pollster::block_on(encoder.token_states(
-            texts,
-            below,
-            &embedder.device,
-            &mut |done, _| pb.set_position(done as u64),
-        ))?;
-        pb.finish_and_clear();
-        Ok(s)
-    };
+    let states = |texts: &[&str]| token_states(embedder, texts, tune.layers);
     let train_states = states(&train.texts())?;
     // The training reports' alone: bench/finetune_speed.sh compares it with PyTorch's.
     let train_states_seconds = clock.elapsed().as_secs_f64();
@@ -110,7 +97,7 @@ fn fine_tune_stage(
     let pb = bar(tune.epochs as u64, "fine-tune");
     let (train_y, val_y) = (train.labels(), val.labels());
     let t = fine_tune(
-        encoder,
+        &embedder.encoder,
         head,
         TuneData {
             states: &train_states,
