@@ -55,7 +55,7 @@ impl BundleHeader {
 }
 
 /// A module's weights as burnpack bytes.
-fn record_bytes<M: Module>(model: &M) -> Result<Vec<u8>> {
+pub(crate) fn record_bytes<M: Module>(model: &M) -> Result<Vec<u8>> {
     Ok(model
         .clone()
         .into_record()
@@ -95,7 +95,7 @@ pub(crate) fn check_record(bytes: &[u8]) -> std::result::Result<(), String> {
 }
 
 /// `module` with the weights of `bytes`; weights that do not fit it are an error.
-fn load_record<M: Module>(module: M, bytes: &[u8]) -> Result<M> {
+pub(crate) fn load_record<M: Module>(module: M, bytes: &[u8]) -> Result<M> {
     // Burn 0.22.1 panics inside the load when a tensor of the record has an integer dtype
     // where the module holds floats (found by core/tests/fuzz.rs). Checked first, so that
     // wasm, where a panic aborts, never reaches it.

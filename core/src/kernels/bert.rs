@@ -56,7 +56,7 @@ pub struct HostBert {
 
 /// Rows of a matrix product handed to one task: enough tasks to keep every thread busy, each
 /// large enough for the product's packing to pay.
-fn rows_per_task(rows: usize) -> usize {
+pub(super) fn rows_per_task(rows: usize) -> usize {
     #[cfg(not(target_arch = "wasm32"))]
     let threads = rayon::current_num_threads();
     #[cfg(target_arch = "wasm32")]
@@ -132,7 +132,7 @@ fn gelu_in_place(x: &mut [f32]) {
 /// (tested). Written out because libm's scalar `erff` was 16 % of an embedding's time, and a
 /// branch-free polynomial compiles to SIMD.
 #[inline(always)]
-fn erf(x: f32) -> f32 {
+pub(super) fn erf(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
     let mut p = x2.mul_add(-2.726_142_3e-10, 2.770_681_4e-8);
@@ -152,7 +152,7 @@ fn erf(x: f32) -> f32 {
 /// polynomial, 2ⁿ put into the exponent bits; within 2 ulp of `f32::exp` (tested), 0 below
 /// −87. Branch-free so that it compiles to SIMD, unlike the libm call.
 #[inline(always)]
-fn exp_nonpositive(x: f32) -> f32 {
+pub(super) fn exp_nonpositive(x: f32) -> f32 {
     let x = x.max(-87.0);
     let n = (x * std::f32::consts::LOG2_E).round();
     let r = n.mul_add(-0.693_359_4, x);
@@ -167,7 +167,7 @@ fn exp_nonpositive(x: f32) -> f32 {
 }
 
 /// Softmax of one row, in place.
-fn softmax_in_place(row: &mut [f32], scale: f32) {
+pub(super) fn softmax_in_place(row: &mut [f32], scale: f32) {
     simd(
         #[inline(always)]
         || {

@@ -9,9 +9,11 @@
 //! agree across devices.
 
 pub mod bert;
+pub mod bert_grad;
 mod conv;
 mod pool;
 
+use bert_grad::LayerShape;
 use conv::ConvShape;
 
 use burn::backend::autodiff::NodeId;
@@ -41,6 +43,15 @@ pub trait HostKernels: Backend {
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         geometry: [usize; 4],
+    ) -> FloatTensor<Self>;
+    /// One BERT layer ([`bert_grad`]) on padded `x` `[windows, length, hidden]` whose window i
+    /// holds `lengths[i]` tokens, `params` its flat parameters; rows past a window's length
+    /// come out 0.
+    fn bert_layer_host(
+        x: FloatTensor<Self>,
+        params: FloatTensor<Self>,
+        lengths: Vec<usize>,
+        shape: LayerShape,
     ) -> FloatTensor<Self>;
 }
 
@@ -94,6 +105,22 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     }
 }
 
+/// [`HostKernels::bert_layer_host`] on a flex device: the caller checks [`serves`] and that both
+/// tensors are f32, and that `lengths` and `params` fit `x` and `shape`.
+pub fn bert_layer(
+    x: Tensor<3>,
+    params: Tensor<1>,
+    lengths: Vec<usize>,
+    shape: LayerShape,
+) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as HostKernels>::bert_layer_host(
+        x.into_dispatch(),
+        params.into_dispatch(),
+        lengths,
+        shape,
+    ))
+}
+
 /// `[pad rows, pad columns, stride rows, stride columns]` of a convolution of the host
 /// kernel's kind (one group, dilation 1, no or symmetric explicit padding), `None` for any other;
 /// the sizes are checked where the kernel runs ([`ConvShape::supported`]), which falls back to
@@ -138,6 +165,23 @@ fn flex_f32(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     )
 }
 
+fn dims3(x: &FlexTensor) -> [usize; 3] {
+    let s = x.layout().shape();
+    [s[0], s[1], s[2]]
+}
+
+/// The packed input and flat parameters of [`HostKernels::bert_layer_host`], with `x`'s dims.
+fn bert_inputs(
+    x: FlexTensor,
+    params: FlexTensor,
+    lengths: &[usize],
+) -> ([usize; 3], Vec<f32>, FlexTensor) {
+    let (x, params) = (x.to_contiguous(), params.to_contiguous());
+    let [w, l, h] = dims3(&x);
+    let xv = f32_view(&x).expect("the BERT layer kernel takes f32 (checked by its caller)");
+    ([w, l, h], bert_grad::pack(xv, lengths, l, h), params)
+}
+
 fn dims4(x: &FlexTensor) -> [usize; 4] {
     let s = x.layout().shape();
     [s[0], s[1], s[2], s[3]]
@@ -172,6 +216,18 @@ impl HostKernels for Flex {
             ),
             _ => Flex::conv2d(x, weight, Some(bias), conv_options(geometry)),
         }
+    }
+
+    fn bert_layer_host(
+        x: FlexTensor,
+        params: FlexTensor,
+        lengths: Vec<usize>,
+        shape: LayerShape,
+    ) -> FlexTensor {
+        let ([w, l, h], x, params) = bert_inputs(x, params, &lengths);
+        let pv = f32_view(&params).expect("f32 parameters (checked by the caller)");
+        let (out, _) = bert_grad::forward(&x, &lengths, pv, shape, false);
+        flex_f32(bert_grad::unpack(&out, &lengths, l, h), vec![w, l, h])
     }
 }
 
@@ -317,7 +373,78 @@ impl Backward<Flex, 3> for Conv2dBackward {
     }
 }
 
+#[derive(Debug)]
+struct BertLayerBackward;
+
+#[derive(Debug, Clone)]
+struct BertLayerState {
+    /// `None` for a batch of no tokens.
+    saved: Option<std::sync::Arc<bert_grad::Saved>>,
+    dims: [usize; 3],
+    params: usize,
+}
+
+impl Backward<Flex, 2> for BertLayerBackward {
+    type State = BertLayerState;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let state = ops.state;
+        let [w, l, h] = state.dims;
+        let [x_node, params_node] = ops.parents;
+        let (dx, dparams) = match (&state.saved, f32_view(&grad)) {
+            (Some(saved), Some(g)) => {
+                let lengths = saved.lengths();
+                let dout = bert_grad::pack(g, lengths, l, h);
+                let (dx, dp) = bert_grad::backward(saved, &dout, params_node.is_some());
+                (bert_grad::unpack(&dx, lengths, l, h), dp)
+            }
+            _ => (vec![0.0; w * l * h], vec![0.0; state.params]),
+        };
+        if let Some(node) = x_node {
+            grads.register::<Flex>(node.id, flex_f32(dx, vec![w, l, h]));
+        }
+        if let Some(node) = params_node {
+            grads.register::<Flex>(node.id, flex_f32(dparams, vec![state.params]));
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> HostKernels for Autodiff<Flex, C> {
+    fn bert_layer_host(
+        x: FloatTensor<Self>,
+        params: FloatTensor<Self>,
+        lengths: Vec<usize>,
+        shape: LayerShape,
+    ) -> FloatTensor<Self> {
+        match BertLayerBackward
+            .prepare::<C>([x.node(), params.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (dims, xs, params) =
+                    bert_inputs(x.into_primitive(), params.into_primitive(), &lengths);
+                let pv = f32_view(&params).expect("f32 parameters (checked by the caller)");
+                let (out, saved) = bert_grad::forward(&xs, &lengths, pv, shape, true);
+                let [w, l, h] = dims;
+                let out = flex_f32(bert_grad::unpack(&out, &lengths, l, h), vec![w, l, h]);
+                let state = BertLayerState {
+                    saved: saved.map(std::sync::Arc::new),
+                    dims,
+                    params: shape.params(),
+                };
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::bert_layer_host(
+                x.into_primitive(),
+                params.into_primitive(),
+                lengths,
+                shape,
+            )),
+        }
+    }
+
     fn conv2d_host(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,

@@ -74,6 +74,29 @@ pub(super) fn save(
     crate::write_atomically(path, &seal(MAGIC, VERSION, &header, &[&weights, &optim]))
 }
 
+/// Refuses the checkpoint at `path` unless it was written under `config` (`saved`) and for the
+/// same data (`same_data`; `data` names what differs otherwise).
+pub(super) fn same_run(
+    path: &Path,
+    saved: &TextTrainConfig,
+    config: &TextTrainConfig,
+    same_data: bool,
+    data: &str,
+) -> Result<()> {
+    let mut differs = crate::train::checkpoint::differing_fields(saved, config);
+    if !same_data {
+        differs.insert(0, data.into());
+    }
+    if differs.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Checkpoint(format!(
+        "{} was written by another run; it differs in: {}",
+        path.display(),
+        differs.join(", ")
+    )))
+}
+
 /// The checkpoint at `path`, refused unless it was written for this recipe and this data.
 pub(super) fn load(
     path: &Path,
@@ -87,17 +110,13 @@ pub(super) fn load(
         unseal(&bytes, MAGIC, VERSION, 2, "text checkpoint").map_err(Error::Checkpoint)?;
     let header: TextCheckpointHeader = serde_json::from_slice(header)
         .map_err(|e| Error::Checkpoint(format!("unreadable header: {e}")))?;
-    let mut differs = crate::train::checkpoint::differing_fields(&header.config, config);
-    if header.data != data {
-        differs.insert(0, "the training data (embeddings or labels)".into());
-    }
-    if !differs.is_empty() {
-        return Err(Error::Checkpoint(format!(
-            "{} was written by another run; it differs in: {}",
-            path.display(),
-            differs.join(", ")
-        )));
-    }
+    same_run(
+        path,
+        &header.config,
+        config,
+        header.data == data,
+        "the training data (embeddings or labels)",
+    )?;
     crate::bundle::check_record(sections[0]).map_err(Error::Checkpoint)?;
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(sections[0].to_vec()))
         .map_err(|e| Error::Checkpoint(e.to_string()))?;

@@ -9,7 +9,10 @@
 //! fits one window gets exactly the sentence-transformers embedding; a longer one is read in
 //! full instead of truncated.
 
+mod tuning;
 mod weights;
+
+pub use tuning::TokenStates;
 
 use burn::module::Module;
 use burn::nn::{Embedding, LayerNorm, Linear};
@@ -69,6 +72,9 @@ pub struct BertLayer {
     intermediate: Linear,
     output: Linear,
     output_norm: LayerNorm,
+    /// The norms' epsilon (LayerNorm keeps its own private), for the host kernel.
+    #[module(skip)]
+    eps: f64,
 }
 
 /// BERT's encoder stack (no pooler: sentence embeddings pool the token vectors).
@@ -113,56 +119,6 @@ impl BertLayer {
             .forward(self.attention_out.forward(context) + x);
         let inner = gelu(self.intermediate.forward(x.clone()));
         self.output_norm.forward(self.output.forward(inner) + x)
-    }
-}
-
-impl BertLayer {
-    fn linears(&self) -> [&Linear; 6] {
-        [
-            &self.query,
-            &self.key,
-            &self.value,
-            &self.attention_out,
-            &self.intermediate,
-            &self.output,
-        ]
-    }
-
-    /// The layer's shapes, weights then biases and norms, in a fixed order.
-    fn shapes(&self) -> Vec<Vec<usize>> {
-        let mut out = Vec::new();
-        for l in self.linears() {
-            out.push(l.weight.dims().to_vec());
-            out.extend(l.bias.iter().map(|b| b.dims().to_vec()));
-        }
-        for n in [&self.attention_norm, &self.output_norm] {
-            out.push(n.gamma.dims().to_vec());
-            out.extend(n.beta.iter().map(|b| b.dims().to_vec()));
-        }
-        out
-    }
-
-    /// The layer's values in the order of [`BertLayer::shapes`].
-    async fn values(&self) -> Result<Vec<Vec<f32>>> {
-        let mut out = Vec::new();
-        for l in self.linears() {
-            out.push(crate::tensor_io::read_floats(l.weight.val()).await?);
-            if let Some(b) = &l.bias {
-                out.push(crate::tensor_io::read_floats(b.val()).await?);
-            }
-        }
-        for n in [&self.attention_norm, &self.output_norm] {
-            out.push(crate::tensor_io::read_floats(n.gamma.val()).await?);
-            if let Some(b) = &n.beta {
-                out.push(crate::tensor_io::read_floats(b.val()).await?);
-            }
-        }
-        Ok(out)
-    }
-
-    /// An inference copy (no autodiff graph) on `device`.
-    fn valid_on(self, device: &Device) -> Self {
-        self.valid().fork(device)
     }
 }
 
@@ -224,14 +180,6 @@ pub struct Pieces {
     pub ids: Vec<u32>,
     pub words: Vec<Option<u32>>,
     pub offsets: Vec<(usize, usize)>,
-}
-
-/// A text's token vectors at some layer: its windows' lengths and their vectors packed end
-/// to end (`[Σ lengths, hidden]`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct TokenStates {
-    pub lengths: Vec<usize>,
-    pub values: Vec<f32>,
 }
 
 /// One window of word pieces, framed by `[CLS]` and `[SEP]`, and the text it belongs to.
@@ -345,133 +293,6 @@ impl SentenceEncoder {
     /// Attention heads per layer.
     pub fn heads(&self) -> usize {
         self.bert.heads
-    }
-
-    /// Copies of the top `k` transformer layers (bottom first), on `device`: the start of
-    /// fine-tuning.
-    pub fn top_layers(&self, k: usize, device: &Device) -> Result<Vec<BertLayer>> {
-        let n = self.num_layers();
-        if !(1..=n).contains(&k) {
-            return Err(Error::invalid(
-                "fine-tuned layers",
-                format!("the encoder has {n} layers; 1..={n} can be fine-tuned, not {k}"),
-            ));
-        }
-        Ok(self.bert.layers[n - k..]
-            .iter()
-            .map(|l| l.clone().fork(device))
-            .collect())
-    }
-
-    /// The encoder with its top `layers.len()` layers replaced (e.g. by fine-tuned ones). The
-    /// fingerprint becomes SHA-256 of the base's fingerprint, the number of layers replaced and
-    /// their weights: embeddings cached under the base are not reused.
-    pub async fn with_top_layers(mut self, layers: Vec<BertLayer>) -> Result<Self> {
-        let (n, k) = (self.num_layers(), layers.len());
-        if !(1..=n).contains(&k) {
-            return Err(Error::invalid(
-                "fine-tuned layers",
-                format!("the encoder has {n} layers; 1..={n} can be replaced, not {k}"),
-            ));
-        }
-        let mut hash = Sha256::new();
-        hash.update(self.fingerprint.as_bytes());
-        hash.update((k as u64).to_le_bytes());
-        let device = self.bert.word_embeddings.weight.device();
-        let mut placed = Vec::with_capacity(k);
-        for (new, old) in layers.into_iter().zip(&self.bert.layers[n - k..]) {
-            let new = new.valid_on(&device);
-            let (got, want) = (new.shapes(), old.shapes());
-            if got.len() != want.len() {
-                return Err(Error::invalid(
-                    "fine-tuned layers",
-                    format!("{} weights where the encoder has {}", got.len(), want.len()),
-                ));
-            }
-            for (a, b) in got.iter().zip(want) {
-                if *a != b {
-                    return Err(Error::invalid(
-                        "fine-tuned layers",
-                        format!("a weight of shape {a:?} where the encoder has {b:?}"),
-                    ));
-                }
-            }
-            for v in new.values().await? {
-                for x in v {
-                    hash.update(x.to_le_bytes());
-                }
-            }
-            placed.push(new);
-        }
-        self.bert.layers.truncate(n - k);
-        self.bert.layers.extend(placed);
-        self.host = std::sync::OnceLock::new();
-        self.fingerprint = format!("{:x}", hash.finalize());
-        Ok(self)
-    }
-
-    /// Each text's windows (see the module's documentation) and the token vectors entering
-    /// layer `below` (`0..=num_layers`): what the frozen layers under fine-tuned ones compute,
-    /// done once before training. On the CPU backend the host kernel computes them.
-    pub async fn token_states(
-        &self,
-        texts: &[&str],
-        below: usize,
-        device: &Device,
-        progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<Vec<TokenStates>> {
-        if below > self.num_layers() {
-            return Err(Error::invalid(
-                "token states",
-                format!("the encoder has {} layers, not {below}", self.num_layers()),
-            ));
-        }
-        let host = if crate::kernels::serves(device) {
-            Some(self.host_bert().await?)
-        } else {
-            None
-        };
-        let h = self.hidden;
-        let mut out = Vec::with_capacity(texts.len());
-        // A few texts at a time: enough tokens for the matrix products to pay.
-        for (done, chunk) in texts.chunks(32).enumerate() {
-            let windows = self.windows(chunk)?;
-            let values = match host {
-                Some(bert) => {
-                    let ids: Vec<&[u32]> = windows.iter().map(|w| &w.ids[..]).collect();
-                    bert.forward_until(&ids, below)
-                }
-                None => {
-                    let l = windows.iter().map(|w| w.ids.len()).max().unwrap_or(0);
-                    let all: Vec<usize> = (0..windows.len()).collect();
-                    let (ids, mask) = self.batch(&windows, &all, l, device);
-                    let words = self.bert.embed_words(ids);
-                    let x = self.bert.forward_embedded_until(words, mask, below);
-                    let padded = crate::tensor_io::read_floats(x).await?;
-                    let mut packed = Vec::new();
-                    for (r, w) in windows.iter().enumerate() {
-                        packed.extend_from_slice(&padded[r * l * h..(r * l + w.ids.len()) * h]);
-                    }
-                    packed
-                }
-            };
-            let mut start = 0;
-            for t in 0..chunk.len() {
-                let lengths: Vec<usize> = windows
-                    .iter()
-                    .filter(|w| w.text == t)
-                    .map(|w| w.ids.len())
-                    .collect();
-                let n: usize = lengths.iter().sum();
-                out.push(TokenStates {
-                    lengths,
-                    values: values[start * h..(start + n) * h].to_vec(),
-                });
-                start += n;
-            }
-            progress((done * 32 + chunk.len()).min(texts.len()), texts.len());
-        }
-        Ok(out)
     }
 
     /// Word-piece ids of a text, without special tokens.

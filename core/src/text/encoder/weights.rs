@@ -189,6 +189,7 @@ impl Bert {
                 )?,
                 output: w.linear(&format!("{p}.output.dense"), config.intermediate_size, h)?,
                 output_norm: w.layer_norm(&format!("{p}.output.LayerNorm"), h, eps)?,
+                eps,
             });
         }
         Ok(Bert {

@@ -211,8 +211,12 @@ pub fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Res
     }
     let clock = std::time::Instant::now();
     let x = embed(&mut embedder, &train.texts())?;
-    // Embedded here, before training, so that the embedding time covers both files.
-    let val_x = embed(&mut embedder, &val.texts())?;
+    // Embedded here, before training, so that the embedding time covers both files; a
+    // fine-tuned encoder embeds them after training instead, so the base encoder need not.
+    let val_x = match config.fine_tune {
+        None => Some(embed(&mut embedder, &val.texts())?),
+        Some(_) => None,
+    };
     let embed_seconds = clock.elapsed().as_secs_f64();
     let clock = std::time::Instant::now();
     let pb = bar((config.epochs * config.seeds) as u64, "train");
@@ -301,11 +305,12 @@ pub fn cmd_train(a: TextTrainArgs, device: DeviceChoice, data_dir: &Path) -> Res
     };
     // Scored through the bundle's own weights and encoder, as a user of the file would see
     // them (a fine-tuned encoder embeds the validation reports anew).
-    let val_x = if tuned.is_some() {
-        let mut scorer = open_for_bundle(&a.encoder, data_dir, device, &bundle)?;
-        embed(&mut scorer, &val.texts())?
-    } else {
-        val_x
+    let val_x = match val_x {
+        Some(v) if tuned.is_none() => v,
+        _ => {
+            let mut scorer = open_for_bundle(&a.encoder, data_dir, device, &bundle)?;
+            embed(&mut scorer, &val.texts())?
+        }
     };
     let report = pollster::block_on(evaluate(
         &bundle.model(&embedder.device)?,
