@@ -5,7 +5,13 @@
 //! docs/BENCHMARKS.md). Here the layer is one operation: the windows packed end to end with no
 //! padding, the forward pass of [`super::bert`] keeping what the backward pass needs, and the
 //! backward pass written out — dense layers as matrix products, layer norm, GELU with `erf`,
-//! attention per window and head. Tested against Burn's gradients (`core/tests/kernels.rs`).
+//! attention per window and head. Tested against Burn's values and gradients (the unit test in
+//! `text::encoder::tuning`).
+//!
+//! Like the inference kernel, the dense products split their rows into one block per thread,
+//! and gemm's sums depend on a block's size, so results are reproducible for a given thread
+//! count (a resumed run on the same machine ends bit for bit where an uninterrupted one does)
+//! but may differ in the last bits on another.
 
 use super::bert::{erf, exp_nonpositive, rows_per_task, softmax_in_place};
 use super::conv::{matmul, with_scratch};

@@ -69,26 +69,23 @@ impl BertLayer {
         heads: usize,
     ) -> Tensor<3> {
         let [w, l, h] = x.dims();
-        let params = self.flat_params();
         let shape = crate::kernels::bert_grad::LayerShape {
             hidden: h,
             inner: self.intermediate.weight.dims()[1],
             heads,
             eps: self.eps as f32,
         };
-        let fits = lengths.len() == w
-            && lengths.iter().all(|&n| n <= l)
-            && h % heads == 0
-            && params.dims()[0] == shape.params();
-        if fits
-            && crate::kernels::serves(&x.device())
-            && x.dtype() == DType::F32
-            && params.dtype() == DType::F32
-        {
-            crate::kernels::bert_layer(x, params, lengths.to_vec(), shape)
-        } else {
-            self.forward(x, bias, heads)
+        let fits =
+            lengths.len() == w && lengths.iter().all(|&n| n <= l) && heads > 0 && h % heads == 0;
+        // The flat parameters are built only where the kernel takes them (a concatenation
+        // the autodiff graph would otherwise carry for nothing).
+        if fits && crate::kernels::serves(&x.device()) && x.dtype() == DType::F32 {
+            let params = self.flat_params();
+            if params.dims()[0] == shape.params() && params.dtype() == DType::F32 {
+                return crate::kernels::bert_layer(x, params, lengths.to_vec(), shape);
+            }
         }
+        self.forward(x, bias, heads)
     }
 
     fn linears(&self) -> [&Linear; 6] {
@@ -373,6 +370,8 @@ mod tests {
         for (h, heads, f, lengths, seed) in [
             (16, 4, 24, vec![5usize, 1, 9, 0], 1u64),
             (32, 2, 40, vec![3, 7], 2),
+            // Over 64 tokens: the dense products split into row blocks across threads.
+            (16, 2, 24, vec![70, 33, 2], 3),
         ] {
             let layer = layer(h, f, &device);
             let (w, l) = (lengths.len(), *lengths.iter().max().unwrap());
