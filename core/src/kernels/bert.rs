@@ -67,20 +67,24 @@ pub(super) fn rows_per_task(rows: usize) -> usize {
 impl Dense {
     /// `x·W + b` for `rows` rows of `x`.
     fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let (k, n) = (self.inputs, self.outputs);
-        debug_assert_eq!(x.len(), rows * k);
-        let mut y = vec![0f32; rows * n];
-        let block = rows_per_task(rows);
-        par_chunks_mut(&mut y, block * n, |i, out| {
-            let r = out.len() / n;
-            for row in out.chunks_exact_mut(n) {
-                row.copy_from_slice(&self.bias);
-            }
-            let lhs = &x[i * block * k..(i * block + r) * k];
-            matmul((r, n, k), out, n, true, lhs, (k, 1), &self.weight, (n, 1));
-        });
-        y
+        dense(x, &self.weight, &self.bias, rows, self.inputs, self.outputs)
     }
+}
+
+/// `x·W + b` for the `rows` rows of `x` (`[rows, k]`; `W` `[k, n]` row-major).
+pub(super) fn dense(x: &[f32], w: &[f32], b: &[f32], rows: usize, k: usize, n: usize) -> Vec<f32> {
+    debug_assert_eq!(x.len(), rows * k);
+    let mut y = vec![0f32; rows * n];
+    let block = rows_per_task(rows);
+    par_chunks_mut(&mut y, block * n, |i, out| {
+        let r = out.len() / n;
+        for row in out.chunks_exact_mut(n) {
+            row.copy_from_slice(b);
+        }
+        let lhs = &x[i * block * k..(i * block + r) * k];
+        matmul((r, n, k), out, n, true, lhs, (k, 1), w, (n, 1));
+    });
+    y
 }
 
 impl Norm {
@@ -113,7 +117,7 @@ impl Norm {
 }
 
 /// GELU with `erf`, as the Burn encoder computes it: x·(erf(x/√2) + 1)/2.
-fn gelu_in_place(x: &mut [f32]) {
+pub(super) fn gelu_in_place(x: &mut [f32]) {
     let block = rows_per_task(x.len() / 1024 + 1) * 1024;
     par_chunks_mut(x, block, |_, xs| {
         simd(

@@ -13,7 +13,7 @@
 //! count (a resumed run on the same machine ends bit for bit where an uninterrupted one does)
 //! but may differ in the last bits on another.
 
-use super::bert::{erf, exp_nonpositive, rows_per_task, softmax_in_place};
+use super::bert::{dense, erf, exp_nonpositive, gelu_in_place, rows_per_task, softmax_in_place};
 use super::conv::{matmul, with_scratch};
 use super::{par_chunks_mut, simd};
 
@@ -140,21 +140,6 @@ pub fn unpack(packed: &[f32], lengths: &[usize], length: usize, h: usize) -> Vec
     out
 }
 
-/// `x·W + b` for the `t` rows of `x` (`[t, k]`; `W` `[k, n]`).
-fn dense(x: &[f32], w: &[f32], b: &[f32], t: usize, k: usize, n: usize) -> Vec<f32> {
-    let mut y = vec![0f32; t * n];
-    let block = rows_per_task(t);
-    par_chunks_mut(&mut y, block * n, |i, out| {
-        let r = out.len() / n;
-        for row in out.chunks_exact_mut(n) {
-            row.copy_from_slice(b);
-        }
-        let lhs = &x[i * block * k..(i * block + r) * k];
-        matmul((r, n, k), out, n, true, lhs, (k, 1), w, (n, 1));
-    });
-    y
-}
-
 /// `dx = dy·Wᵀ`, or `dx += dy·Wᵀ` when `add` (`dy` `[t, n]`, `W` `[k, n]`, so `Wᵀ`'s element
 /// (j, c) is `W[c·n + j]`).
 fn dense_input_grad(
@@ -273,20 +258,10 @@ fn norm_backward(
     da
 }
 
-/// GELU with `erf`: u·Φ(u).
+/// GELU with `erf`: u·Φ(u), the inference kernel's.
 fn gelu(u: &[f32]) -> Vec<f32> {
     let mut g = u.to_vec();
-    let block = rows_per_task(g.len() / 1024 + 1) * 1024;
-    par_chunks_mut(&mut g, block, |_, xs| {
-        simd(
-            #[inline(always)]
-            || {
-                for v in xs.iter_mut() {
-                    *v = *v * (erf(*v * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5;
-                }
-            },
-        )
-    });
+    gelu_in_place(&mut g);
     g
 }
 
