@@ -1,7 +1,8 @@
 """The operations of native/examples/opbench.rs in PyTorch (CPU, 2 threads, batch 128), timed
 the same way (2 warm-up calls, mean of 8), so the two tables can be read side by side.
-    python3 bench/opbench_torch.py
+    python3 bench/opbench_torch.py [resnet]
 """
+import sys
 import time
 
 import torch
@@ -28,6 +29,23 @@ def input_grad(x, f):
 
 
 b = 128
+if sys.argv[1:] == ["resnet"]:
+    for c, hw in [(64, 32), (128, 16), (256, 8), (512, 4)]:
+        conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False)
+        x = torch.rand(b, c, hw, hw)
+        name = f"{c}x{hw}x{hw}"
+        with torch.no_grad():
+            time_it(f"{name} forward", lambda: conv(x))
+        conv.requires_grad_(False)
+        time_it(f"{name} forward + input grad", lambda: input_grad(x, conv))
+        conv.requires_grad_(True)
+
+        def weight_grad():
+            conv.zero_grad()
+            conv(x).sum().backward()
+
+        time_it(f"{name} forward + weight grad", weight_grad)
+    sys.exit()
 c1 = torch.nn.Conv2d(1, 32, 5, padding=2)
 c2 = torch.nn.Conv2d(32, 64, 5, padding=2)
 x1, x2, x3 = torch.rand(b, 1, 28, 28), torch.rand(b, 32, 14, 14), torch.rand(b, 32, 28, 28)

@@ -92,10 +92,19 @@ fn conv_with(
 /// sizes, 9 images (two weight-gradient chunks), the strided CNN's 4×4 stride-2 convolutions,
 /// PreAct ResNet's bias-free 3×3 stride-2 and 1×1 stride-2 shortcut convolutions, odd sizes
 /// under stride 2 and 3, unequal strides, 4×4 stride 2 on an odd input, padding 2 under stride
-/// 2, and a wider column than row stride.
+/// 2, and a wider column than row stride. Stride-1 cases with no more output than input channels
+/// take the input gradient's flipped-kernel route, the others col2im; stride-1 3×3 and 5×5 with
+/// more than one input channel take Winograd. Cases 16–18 group images in the weight gradient
+/// (8×8 outputs: groups of 4 in chunks of 8, the last chunk one image; 4×4: a group of 16 then
+/// one of 4; fewer images than a group); 19–20 are wide enough for rounding to add up (64
+/// channels through F(2×2, 3×3), 32 through F(2×2, 5×5)). From 21: a partial group that adds
+/// onto its chunk (7×7: groups of 6 and 2, then one image); Winograd split into several groups
+/// with a remainder and an output of over 256 positions (16×17); 5×5 with padding 0 and 1;
+/// a 1×1 output; a one-row image; one output channel; stride 2 with 17 output columns (the
+/// gathers' longest read past a row, two col2im blocks a row) and with one.
 type Case = ([usize; 4], usize, [usize; 2], [usize; 2], [usize; 2], bool);
 
-const CASES: [Case; 16] = [
+const CASES: [Case; 30] = [
     ([2, 2, 7, 7], 3, [4, 4], [1, 1], [2, 2], true),
     ([2, 3, 9, 10], 2, [5, 5], [2, 2], [2, 2], false),
     ([2, 3, 8, 9], 2, [3, 3], [1, 1], [1, 2], true),
@@ -112,6 +121,20 @@ const CASES: [Case; 16] = [
     ([2, 3, 9, 7], 4, [3, 3], [1, 1], [2, 2], true),
     ([2, 3, 11, 10], 2, [3, 3], [1, 0], [3, 3], false),
     ([2, 3, 9, 9], 3, [3, 2], [1, 1], [2, 1], true),
+    ([9, 4, 8, 8], 4, [3, 3], [1, 1], [1, 1], true),
+    ([20, 2, 4, 4], 3, [3, 3], [1, 1], [1, 1], true),
+    ([3, 5, 4, 4], 5, [3, 3], [1, 1], [1, 1], false),
+    ([2, 64, 8, 8], 64, [3, 3], [1, 1], [1, 1], false),
+    ([2, 32, 14, 14], 16, [5, 5], [2, 2], [1, 1], true),
+    ([9, 2, 7, 7], 3, [3, 3], [1, 1], [1, 1], true),
+    ([9, 3, 16, 17], 2, [3, 3], [1, 1], [1, 1], true),
+    ([2, 4, 9, 8], 3, [5, 5], [0, 0], [1, 1], true),
+    ([2, 3, 6, 7], 2, [5, 5], [1, 1], [1, 1], false),
+    ([2, 3, 3, 3], 2, [3, 3], [0, 0], [1, 1], true),
+    ([3, 4, 1, 7], 2, [3, 3], [1, 1], [1, 1], true),
+    ([2, 4, 6, 5], 1, [3, 3], [1, 1], [1, 1], true),
+    ([2, 3, 9, 33], 4, [3, 3], [1, 1], [2, 2], true),
+    ([2, 3, 4, 4], 2, [4, 4], [0, 0], [2, 2], true),
 ];
 
 #[test]
@@ -163,16 +186,28 @@ fn matches_burn(layer: &Conv2d, shape: [usize; 4], case: &str, seed: u64) {
 #[test]
 fn convolution_of_a_batch_equals_its_items_one_by_one() {
     let device = Device::flex();
-    let layer = conv(3, 4, [5, 5], [2, 2], &device);
     let x = signed([5, 3, 9, 9], 21, &device);
-    let batch = values(conv2d(&layer, x.clone()));
-    let per_item = values(Tensor::cat(
-        (0..5)
-            .map(|i| conv2d(&layer, x.clone().narrow(0, i, 1)))
-            .collect(),
-        0,
-    ));
+    let batch_and_items = |layer: &Conv2d| {
+        let batch = values(conv2d(layer, x.clone()));
+        let per_item = values(Tensor::cat(
+            (0..5)
+                .map(|i| conv2d(layer, x.clone().narrow(0, i, 1)))
+                .collect(),
+            0,
+        ));
+        (batch, per_item)
+    };
+    // im2col: one product per image whatever the batch, so the same bits.
+    let (batch, per_item) =
+        batch_and_items(&conv_with(3, 4, [5, 5], [2, 2], [2, 2], true, &device));
     assert_eq!(batch, per_item);
+    // Winograd: the batch's images share one product, whose sums the matrix-product library may
+    // block differently from a single image's; the same values within the tolerance of
+    // `matches_burn` (F(2×2, 5×5)'s transforms amplify rounding: differences up to ~1.4e-6
+    // seen over randomly initialised layers).
+    let (batch, per_item) = batch_and_items(&conv(3, 4, [5, 5], [2, 2], &device));
+    let d = max_rel(&batch, &per_item);
+    assert!(d < 1e-5, "{d}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Times the Madry CNN's operations one by one on Burn's flex CPU backend (batch 128), and two
 //! alternative max-pooling formulations, to see where an adversarial-training step spends its
-//! time (docs/BENCHMARKS.md).
-//!     cargo run --release -p rampart --example opbench
+//! time (docs/BENCHMARKS.md); with `resnet`, PreAct ResNet-18's 3×3 convolutions, one per stage,
+//! through the host kernels.
+//!     cargo run --release -p rampart --example opbench [resnet [CHANNELS]]
 
 use burn::module::Module;
 use burn::nn::PaddingConfig2d;
@@ -50,8 +51,43 @@ fn pool_slices(x: Tensor<4>) -> Tensor<4> {
     a.max_pair(b).max_pair(c.max_pair(d))
 }
 
+/// PreAct ResNet-18's stride-1 3×3 convolutions (width 64, 32×32 images), one per stage:
+/// forward, forward + input gradient, forward + weight gradient, batch 128.
+fn resnet(dev: &Device, only: Option<usize>) {
+    let b = 128;
+    for (c, hw) in [(64, 32), (128, 16), (256, 8), (512, 4)] {
+        if only.is_some_and(|o| o != c) {
+            continue;
+        }
+        let conv = Conv2dConfig::new([c, c], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .with_bias(false)
+            .init(dev);
+        let x: Tensor<4> = Tensor::random([b, c, hw, hw], Distribution::Default, dev);
+        let _ = conv.forward(x.clone());
+        let frozen = conv.clone().no_grad();
+        let name = format!("{c}x{hw}x{hw}");
+        time(&format!("host {name} forward"), || {
+            drop(conv2d(&conv, x.clone()).into_data())
+        });
+        time(&format!("host {name} forward + input grad"), || {
+            input_grad(&x, |x| conv2d(&frozen, x))
+        });
+        time(&format!("host {name} forward + weight grad"), || {
+            let g = conv2d(&conv, x.clone()).sum().backward();
+            let _ = conv.weight.val().grad(&g).unwrap().into_data();
+        });
+    }
+}
+
 fn main() {
     let dev = Device::flex().autodiff();
+    if std::env::args().nth(1).as_deref() == Some("resnet") {
+        let only = std::env::args()
+            .nth(2)
+            .map(|c| c.parse().expect("a channel count"));
+        return resnet(&dev, only);
+    }
     let b = 128;
     let conv = |i, o| {
         Conv2dConfig::new([i, o], [5, 5])

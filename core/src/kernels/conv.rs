@@ -1,16 +1,19 @@
-//! 2-D convolution (any stride, symmetric padding, one group) on host memory, as one matrix product per image: the image's
-//! patches unrolled (im2col, `[C_in·k_h·k_w, H_out·W_out]`, in a per-thread scratch buffer that
-//! stays in cache and is never reallocated) times the weights `[C_out, C_in·k_h·k_w]`, written
-//! straight into the NCHW output. Burn's flex backend instead transposes to NHWC, allocates an
-//! im2col tile and a result buffer per image and scatters the result back. The input gradient
-//! is the transposed product per image, scattered back (col2im), and the weight gradient the
-//! product of the output gradient with the unrolled input.
+//! 2-D convolution (any stride, symmetric padding, one group) on host memory. Stride-1 3×3 and
+//! 5×5 convolutions go to [`winograd`]; the others run as one matrix product per image: the
+//! image's patches unrolled (im2col, `[C_in·k_h·k_w, H_out·W_out]`, in a per-thread scratch
+//! buffer that stays in cache and is never reallocated) times the weights
+//! `[C_out, C_in·k_h·k_w]`, written straight into the NCHW output. Burn's flex backend instead
+//! transposes to NHWC, allocates an im2col tile and a result buffer per image and scatters the
+//! result back. The input gradient is either a forward convolution of the output gradient (see
+//! [`input_grad`]) or the transposed product per image, scattered back (col2im); the weight
+//! gradient is the product of the output gradient with the unrolled input, over groups of
+//! images.
 //!
 //! Every sum runs in a fixed order whatever the thread count, so results are reproducible.
 
 use std::cell::RefCell;
 
-use super::{par_chunks_mut, simd};
+use super::{par_chunks_mut, simd, winograd};
 
 /// A dilation-1, single-group convolution of `n` images with stride `sh`×`sw`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,10 +45,12 @@ impl ConvShape {
         self.c_in * self.kh * self.kw
     }
 
-    /// Whether the kernels handle it: the output is at least one pixel, and the padding is
-    /// smaller than the kernel (no output row or column made of padding alone).
+    /// Whether the kernels handle it: the image and the output are at least one pixel, and the
+    /// padding is smaller than the kernel (no output row or column made of padding alone).
     pub fn supported(&self) -> bool {
-        self.kh > 0
+        self.h > 0
+            && self.w > 0
+            && self.kh > 0
             && self.kw > 0
             && self.sh > 0
             && self.sw > 0
@@ -128,26 +133,43 @@ pub(super) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
 
 /// Values copied per block by [`im2col`]; its buffers carry this much slack at the end.
 const BLOCK: usize = 16;
+/// Values per block of a stride-2 gather: half a block, read from a whole one.
+const HALF: usize = BLOCK / 2;
 
-/// Scratch values [`im2col`] needs: the unrolled matrix, then a zero-padded copy of the image.
+/// Scratch values [`im2col`] needs for one image: the unrolled matrix, then a zero-padded copy
+/// of the image.
 fn im2col_len(s: &ConvShape) -> usize {
-    let padded = s.c_in * (s.h + 2 * s.ph) * (s.w + 2 * s.pw);
-    s.patch_len() * s.out_h() * s.out_w() + BLOCK + padded + BLOCK
+    s.patch_len() * s.out_h() * s.out_w() + BLOCK + padded_len(s)
+}
+
+/// Values of the zero-padded copy of one image, with [`BLOCK`] values of slack.
+fn padded_len(s: &ConvShape) -> usize {
+    s.c_in * (s.h + 2 * s.ph) * (s.w + 2 * s.pw) + BLOCK
 }
 
 /// Unrolls one image `x` (`[c_in, h, w]`) into the front of `scratch` (`[c_in·kh·kw,
-/// out_h·out_w]`, returned): row `(c, ky, kx)` holds the input values that kernel tap meets at
-/// each output position, 0 in the padding. The image is first copied into a zero-padded plane,
-/// so that with stride 1 every output row is one contiguous run of the padded plane; runs are
-/// copied in fixed blocks of [`BLOCK`] values (no call per run, no bounds logic), each block's
-/// overshoot landing where a later block writes, or in the slack. Wider column strides gather
-/// every `sw`-th value of the run.
+/// out_h·out_w]`, returned), the rest of `scratch` holding the padded copy (see [`unroll`]).
 #[inline(always)]
 fn im2col<'a>(x: &[f32], s: &ConvShape, scratch: &'a mut [f32]) -> &'a [f32] {
+    let p = s.out_h() * s.out_w();
+    let (cols, padded) = scratch.split_at_mut(s.patch_len() * p + BLOCK);
+    unroll(x, s, cols, p, padded);
+    &cols[..s.patch_len() * p]
+}
+
+/// Writes row `(c, ky, kx)` of one image's unrolled matrix — the input values that kernel tap
+/// meets at each output position, 0 in the padding — at `cols[row·ld..][..out_h·out_w]`. The
+/// image is first copied into the zero-padded plane `padded` ([`padded_len`] values), so that
+/// with stride 1 every output row is one contiguous run of the padded plane; runs are copied in
+/// fixed blocks of [`BLOCK`] values (no call per run, no bounds logic), each block's overshoot
+/// landing where a later run or row (or a later image of a group, see [`weight_grad`]) writes,
+/// or in the [`BLOCK`] values of slack that `cols` must have past its last row. Wider column
+/// strides gather every `sw`-th value of the run.
+#[inline(always)]
+fn unroll(x: &[f32], s: &ConvShape, cols: &mut [f32], ld: usize, padded: &mut [f32]) {
     let (oh, ow) = (s.out_h(), s.out_w());
     let (hp, wp) = (s.h + 2 * s.ph, s.w + 2 * s.pw);
-    let p = oh * ow;
-    let (cols, padded) = scratch.split_at_mut(s.patch_len() * p + BLOCK);
+    let padded = &mut padded[..padded_len(s)];
     padded.fill(0.0);
     for c in 0..s.c_in {
         for y in 0..s.h {
@@ -155,11 +177,12 @@ fn im2col<'a>(x: &[f32], s: &ConvShape, scratch: &'a mut [f32]) -> &'a [f32] {
             padded[(c * hp + y + s.ph) * wp + s.pw..][..s.w].copy_from_slice(src);
         }
     }
-    let mut at = 0;
+    let mut row = 0;
     for c in 0..s.c_in {
         let plane = &padded[c * hp * wp..];
         for ky in 0..s.kh {
             for kx in 0..s.kw {
+                let mut at = row * ld;
                 for oy in 0..oh {
                     let src = &plane[(oy * s.sh + ky) * wp + kx..];
                     if s.sw == 1 {
@@ -171,6 +194,21 @@ fn im2col<'a>(x: &[f32], s: &ConvShape, scratch: &'a mut [f32]) -> &'a [f32] {
                             dst.copy_from_slice(&src[j..j + BLOCK]);
                             j += BLOCK;
                         }
+                    } else if s.sw == 2 {
+                        // Fixed blocks here too: a stride-2 gather of 8 values compiles to
+                        // shuffles, the loop over a run's length to one load per value.
+                        let mut j = 0;
+                        while j < ow {
+                            let dst: &mut [f32; HALF] = (&mut cols[at + j..at + j + HALF])
+                                .try_into()
+                                .expect("block");
+                            let src: &[f32; BLOCK] =
+                                src[2 * j..2 * j + BLOCK].try_into().expect("block");
+                            for (i, d) in dst.iter_mut().enumerate() {
+                                *d = src[2 * i];
+                            }
+                            j += HALF;
+                        }
                     } else {
                         let src = &src[..(ow - 1) * s.sw + 1];
                         for (d, v) in cols[at..at + ow].iter_mut().zip(src.iter().step_by(s.sw)) {
@@ -179,15 +217,18 @@ fn im2col<'a>(x: &[f32], s: &ConvShape, scratch: &'a mut [f32]) -> &'a [f32] {
                     }
                     at += ow;
                 }
+                row += 1;
             }
         }
     }
-    &cols[..s.patch_len() * p]
 }
 
 /// The convolution of `x` (`[n, c_in, h, w]`) with `weight` (`[c_out, c_in, kh, kw]`) plus
 /// `bias` (`[c_out]`): `[n, c_out, out_h, out_w]`.
 pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], s: &ConvShape) -> Vec<f32> {
+    if winograd::applies(s) {
+        return winograd::forward(x, weight, bias, s);
+    }
     let (k, p) = (s.patch_len(), s.out_h() * s.out_w());
     let mut out = vec![0.0f32; s.n * s.c_out * p];
     if out.is_empty() {
@@ -210,19 +251,30 @@ pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], s: &ConvShape) -> Vec<f3
     out
 }
 
-/// The gradient with respect to the input, given the output's gradient `grad`: per image
-/// `Wᵀ · grad` (`[C_in·k_h·k_w × C_out] · [C_out × H_out·W_out]`), its columns added back onto
-/// the input pixels they came from (col2im). (The other route, the stride-1 convolution of
-/// `grad` with the flipped, transposed kernel, unrolls a copy of `grad`, twice the input's size
-/// for the Madry CNN's conv2, and with one input channel is a matrix-vector product; it timed
-/// slower in `native/examples/opbench.rs` for both of that network's convolutions.)
+/// The gradient with respect to the input, given the output's gradient `grad`.
+///
+/// Two routes, chosen by shape. With stride 1 and no more output than input channels it is the
+/// convolution of `grad` with the kernel flipped and transposed (`[c_in, c_out, kh, kw]`),
+/// padded by `kh − 1 − ph`: one product per image with `c_out·kh·kw` terms per sum, as in the
+/// forward pass (PreAct ResNet-18's 3×3 convolutions: 3× faster than the other route at 64
+/// channels on 32×32, `cargo run --release -p rampart --example opbench resnet`). Otherwise,
+/// per image `Wᵀ · grad` (`[C_in·k_h·k_w × C_out] · [C_out × H_out·W_out]`), its columns added
+/// back onto the input pixels they came from (col2im): with more output than input channels
+/// the flipped route unrolls the larger tensor (twice the input for the Madry CNN's conv2), and
+/// with one input channel it is a matrix-vector product; it timed slower for both of that
+/// network's convolutions (`native/examples/opbench.rs`).
 pub fn input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
+    if s.sh == 1 && s.sw == 1 && s.c_out <= s.c_in {
+        return input_grad_flipped(grad, weight, s);
+    }
     let (k, p) = (s.patch_len(), s.out_h() * s.out_w());
     let mut dx = vec![0.0f32; s.n * s.c_in * s.h * s.w];
     if dx.is_empty() {
         return dx;
     }
     par_chunks_mut(&mut dx, s.c_in * s.h * s.w, |i, dxi| {
+        // Written before col2im reads it, for the reason given in `weight_grad`.
+        dxi.fill(0.0);
         let gi = &grad[i * s.c_out * p..(i + 1) * s.c_out * p];
         with_scratch(k * p, |cols| {
             matmul((k, p, s.c_out), cols, p, false, weight, (1, k), gi, (p, 1));
@@ -233,6 +285,41 @@ pub fn input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
         });
     });
     dx
+}
+
+/// The stride-1 input gradient as a forward convolution of `grad` (see [`input_grad`]).
+fn input_grad_flipped(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
+    let t = flipped(s);
+    debug_assert!(t.supported() && t.out_h() == s.h && t.out_w() == s.w);
+    let taps = s.kh * s.kw;
+    let mut flipped = vec![0.0f32; weight.len()];
+    for o in 0..s.c_out {
+        for i in 0..s.c_in {
+            let src = &weight[(o * s.c_in + i) * taps..][..taps];
+            let dst = &mut flipped[(i * s.c_out + o) * taps..][..taps];
+            for (d, v) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = *v;
+            }
+        }
+    }
+    forward(grad, &flipped, &vec![0.0; s.c_in], &t)
+}
+
+/// The stride-1 convolution whose forward pass is `s`'s input gradient.
+fn flipped(s: &ConvShape) -> ConvShape {
+    ConvShape {
+        n: s.n,
+        c_in: s.c_out,
+        h: s.out_h(),
+        w: s.out_w(),
+        c_out: s.c_in,
+        kh: s.kh,
+        kw: s.kw,
+        ph: s.kh - 1 - s.ph,
+        pw: s.kw - 1 - s.pw,
+        sh: 1,
+        sw: 1,
+    }
 }
 
 /// Adds each row of `cols` (see [`im2col`]) back onto the input pixels it was read from.
@@ -267,7 +354,20 @@ fn col2im(cols: &[f32], s: &ConvShape, dx: &mut [f32]) {
                             *d += v;
                         }
                     } else {
-                        let dst = &mut plane[first..][..(hi - lo - 1) * s.sw + 1];
+                        let mut dst = &mut plane[first..][..(hi - lo - 1) * s.sw + 1];
+                        let mut src = src;
+                        if s.sw == 2 {
+                            // Whole blocks of 8 values (see `unroll`), then the rest one by one.
+                            while dst.len() >= BLOCK {
+                                let (d, rest) = dst.split_at_mut(BLOCK);
+                                let d: &mut [f32; BLOCK] = d.try_into().expect("block");
+                                let v: &[f32; HALF] = src[..HALF].try_into().expect("block");
+                                for (i, v) in v.iter().enumerate() {
+                                    d[2 * i] += v;
+                                }
+                                (dst, src) = (rest, &src[HALF..]);
+                            }
+                        }
                         for (d, v) in dst.iter_mut().step_by(s.sw).zip(src) {
                             *d += v;
                         }
@@ -278,38 +378,84 @@ fn col2im(cols: &[f32], s: &ConvShape, dx: &mut [f32]) {
     }
 }
 
-/// Images per partial sum of the weight gradient. Fixed, so that the order of the float
-/// additions (and so the result) does not depend on the number of threads.
+/// Images per partial sum of the weight gradient, at least. Fixed (with [`group_len`] a function
+/// of the shape alone), so that the order of the float additions (and so the result) does not
+/// depend on the number of threads.
 const WEIGHT_GRAD_CHUNK: usize = 8;
 
+/// Terms per sum that a weight-gradient product should have at least: images are grouped until
+/// their output positions reach it. One image of PreAct ResNet-18's last stage has 16 (4×4), a
+/// product per image then rereads and rewrites the whole `[512, 4608]` gradient for 16 terms:
+/// 5× slower than PyTorch before grouping (`opbench resnet`).
+const MIN_TERMS: usize = 256;
+
+/// Images unrolled side by side into one weight-gradient product.
+fn group_len(p: usize) -> usize {
+    MIN_TERMS.div_ceil(p.max(1)).max(1)
+}
+
 /// The gradients with respect to the weights (`[c_out, c_in, kh, kw]`) and the bias
-/// (`[c_out]`), given the input `x` and the output's gradient `grad`.
+/// (`[c_out]`), given the input `x` and the output's gradient `grad`. Per group of images,
+/// `dW[c_out × k] += grad_g[c_out × g·p] · cols_g[k × g·p]ᵀ`, the group's images unrolled side
+/// by side into the columns of `cols_g`.
 pub fn weight_grad(x: &[f32], grad: &[f32], s: &ConvShape) -> (Vec<f32>, Vec<f32>) {
     let (k, p) = (s.patch_len(), s.out_h() * s.out_w());
     let wlen = s.c_out * k;
-    let chunks = s.n.div_ceil(WEIGHT_GRAD_CHUNK);
+    let group = group_len(p).min(s.n.max(1));
+    let chunk = WEIGHT_GRAD_CHUNK.max(group);
+    let chunks = s.n.div_ceil(chunk);
     // One partial (weights then bias) per chunk of images, summed below in chunk order.
     let mut partials = vec![0.0f32; chunks * (wlen + s.c_out)];
     if partials.is_empty() {
         return (vec![0.0; wlen], vec![0.0; s.c_out]);
     }
-    par_chunks_mut(&mut partials, wlen + s.c_out, |chunk, acc| {
+    let image = s.c_in * s.h * s.w;
+    // The group's unrolled inputs (rows of `ld` values, slack included), the padded plane and the
+    // group's output gradients.
+    let ld = group * p + BLOCK;
+    let scratch = k * ld + padded_len(s) + s.c_out * group * p;
+    par_chunks_mut(&mut partials, wlen + s.c_out, |c, acc| {
         let (dw, db) = acc.split_at_mut(wlen);
-        let first = chunk * WEIGHT_GRAD_CHUNK;
-        for i in first..(first + WEIGHT_GRAD_CHUNK).min(s.n) {
-            let xi = &x[i * s.c_in * s.h * s.w..(i + 1) * s.c_in * s.h * s.w];
-            let gi = &grad[i * s.c_out * p..(i + 1) * s.c_out * p];
-            with_scratch(im2col_len(s), |scratch| {
-                let cols = simd(
-                    #[inline(always)]
-                    || im2col(xi, s, scratch),
+        let end = ((c + 1) * chunk).min(s.n);
+        let mut first = c * chunk;
+        while first < end {
+            let g = group.min(end - first);
+            with_scratch(scratch, |buf| {
+                let (cols, rest) = buf.split_at_mut(k * ld);
+                let (padded, grads) = rest.split_at_mut(padded_len(s));
+                for j in 0..g {
+                    let i = first + j;
+                    simd(
+                        #[inline(always)]
+                        || unroll(&x[i * image..][..image], s, &mut cols[j * p..], ld, padded),
+                    );
+                    let gi = &grad[i * s.c_out * p..][..s.c_out * p];
+                    for (o, row) in gi.chunks_exact(p).enumerate() {
+                        grads[o * group * p + j * p..][..p].copy_from_slice(row);
+                    }
+                }
+                // dW[c_out × k] += grads[c_out × g·p] · cols[k × g·p]ᵀ. The chunk's first
+                // product overwrites: reading the fresh zeroed pages first would map the shared
+                // zero page, and each write then copies it and interrupts the other threads to
+                // flush their TLBs (a fifth of this function's time in a perf profile).
+                matmul(
+                    (s.c_out, k, g * p),
+                    dw,
+                    k,
+                    first > c * chunk,
+                    grads,
+                    (group * p, 1),
+                    cols,
+                    (1, ld),
                 );
-                // dW[c_out × k] += grad_i[c_out × p] · cols[k × p]ᵀ
-                matmul((s.c_out, k, p), dw, k, true, gi, (p, 1), cols, (1, p));
             });
-            for (b, row) in db.iter_mut().zip(gi.chunks_exact(p)) {
-                *b += row.iter().sum::<f32>();
+            for i in first..first + g {
+                let gi = &grad[i * s.c_out * p..][..s.c_out * p];
+                for (b, row) in db.iter_mut().zip(gi.chunks_exact(p)) {
+                    *b += row.iter().sum::<f32>();
+                }
             }
+            first += g;
         }
     });
     let mut total = partials[..wlen + s.c_out].to_vec();

@@ -12,6 +12,7 @@ pub mod bert;
 pub mod bert_grad;
 mod conv;
 mod pool;
+mod winograd;
 
 use bert_grad::LayerShape;
 use conv::ConvShape;
