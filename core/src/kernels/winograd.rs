@@ -203,15 +203,8 @@ fn input_transform<const A: usize, const R: usize>(
                 bd.fill(0.0);
                 for a in 0..A {
                     for q in 0..A {
-                        let coef = t.bt[a][q];
-                        if coef == 0.0 {
-                            continue;
-                        }
                         let src = &padded[((2 * ty + q) * wp + 2 * tx) * c_in..][..A * c_in];
-                        let dst = &mut bd[a * A * c_in..][..A * c_in];
-                        for (d, x) in dst.iter_mut().zip(src) {
-                            *d += coef * x;
-                        }
+                        add_scaled(&mut bd[a * A * c_in..][..A * c_in], t.bt[a][q], src);
                     }
                 }
                 for a in 0..A {
@@ -219,14 +212,7 @@ fn input_transform<const A: usize, const R: usize>(
                         let dst = &mut v[(a * A + b) * stride + tile * c_in..][..c_in];
                         dst.fill(0.0);
                         for q in 0..A {
-                            let coef = t.bt[b][q];
-                            if coef == 0.0 {
-                                continue;
-                            }
-                            let src = &bd[(a * A + q) * c_in..][..c_in];
-                            for (d, x) in dst.iter_mut().zip(src) {
-                                *d += coef * x;
-                            }
+                            add_scaled(dst, t.bt[b][q], &bd[(a * A + q) * c_in..][..c_in]);
                         }
                     }
                 }
@@ -265,14 +251,7 @@ fn output_transform<const A: usize, const R: usize>(
                     for b in 0..A {
                         let src = &m[(a * A + b) * stride + tile * c_out..][..c_out];
                         for i in 0..2 {
-                            let coef = t.at[i][a];
-                            if coef == 0.0 {
-                                continue;
-                            }
-                            let dst = &mut am[(i * A + b) * c_out..][..c_out];
-                            for (d, x) in dst.iter_mut().zip(src) {
-                                *d += coef * x;
-                            }
+                            add_scaled(&mut am[(i * A + b) * c_out..][..c_out], t.at[i][a], src);
                         }
                     }
                 }
@@ -286,14 +265,7 @@ fn output_transform<const A: usize, const R: usize>(
                         let dst = &mut pixels[(oy * ow + ox) * c_out..][..c_out];
                         dst.copy_from_slice(bias);
                         for b in 0..A {
-                            let coef = t.at[jj][b];
-                            if coef == 0.0 {
-                                continue;
-                            }
-                            let src = &am[(i * A + b) * c_out..][..c_out];
-                            for (d, x) in dst.iter_mut().zip(src) {
-                                *d += coef * x;
-                            }
+                            add_scaled(dst, t.at[jj][b], &am[(i * A + b) * c_out..][..c_out]);
                         }
                     }
                 }
@@ -303,6 +275,16 @@ fn output_transform<const A: usize, const R: usize>(
             for (p, o) in plane.iter_mut().enumerate() {
                 *o = pixels[p * c_out + k];
             }
+        }
+    }
+}
+
+/// `dst += coef · src`, skipped for the transforms' many zero coefficients.
+#[inline(always)]
+fn add_scaled(dst: &mut [f32], coef: f32, src: &[f32]) {
+    if coef != 0.0 {
+        for (d, x) in dst.iter_mut().zip(src) {
+            *d += coef * x;
         }
     }
 }
