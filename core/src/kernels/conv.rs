@@ -256,8 +256,8 @@ pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], s: &ConvShape) -> Vec<f3
 /// Two routes, chosen by shape. With stride 1 and no more output than input channels it is the
 /// convolution of `grad` with the kernel flipped and transposed (`[c_in, c_out, kh, kw]`),
 /// padded by `kh − 1 − ph`: one product per image with `c_out·kh·kw` terms per sum, as in the
-/// forward pass (PreAct ResNet-18's 3×3 convolutions: 3× faster than the other route at 64
-/// channels on 32×32, `cargo run --release -p rampart --example opbench resnet`). Otherwise,
+/// forward pass, and through [`winograd`] where that applies (PreAct ResNet-18's stride-1 3×3
+/// convolutions; `cargo run --release -p rampart --example opbench resnet` times them). Otherwise,
 /// per image `Wᵀ · grad` (`[C_in·k_h·k_w × C_out] · [C_out × H_out·W_out]`), its columns added
 /// back onto the input pixels they came from (col2im): with more output than input channels
 /// the flipped route unrolls the larger tensor (twice the input for the Madry CNN's conv2), and
@@ -385,8 +385,7 @@ const WEIGHT_GRAD_CHUNK: usize = 8;
 
 /// Terms per sum that a weight-gradient product should have at least: images are grouped until
 /// their output positions reach it. One image of PreAct ResNet-18's last stage has 16 (4×4), a
-/// product per image then rereads and rewrites the whole `[512, 4608]` gradient for 16 terms:
-/// 5× slower than PyTorch before grouping (`opbench resnet`).
+/// product per image would reread and rewrite the whole `[512, 4608]` gradient for 16 terms.
 const MIN_TERMS: usize = 256;
 
 /// Images unrolled side by side into one weight-gradient product.
@@ -401,7 +400,7 @@ fn group_len(p: usize) -> usize {
 pub fn weight_grad(x: &[f32], grad: &[f32], s: &ConvShape) -> (Vec<f32>, Vec<f32>) {
     let (k, p) = (s.patch_len(), s.out_h() * s.out_w());
     let wlen = s.c_out * k;
-    let group = group_len(p).min(s.n.max(1));
+    let group = group_len(p).min(s.n);
     let chunk = WEIGHT_GRAD_CHUNK.max(group);
     let chunks = s.n.div_ceil(chunk);
     // One partial (weights then bias) per chunk of images, summed below in chunk order.
@@ -437,7 +436,7 @@ pub fn weight_grad(x: &[f32], grad: &[f32], s: &ConvShape) -> (Vec<f32>, Vec<f32
                 // dW[c_out × k] += grads[c_out × g·p] · cols[k × g·p]ᵀ. The chunk's first
                 // product overwrites: reading the fresh zeroed pages first would map the shared
                 // zero page, and each write then copies it and interrupts the other threads to
-                // flush their TLBs (a fifth of this function's time in a perf profile).
+                // flush their TLBs.
                 matmul(
                     (s.c_out, k, g * p),
                     dw,
