@@ -66,6 +66,15 @@ def weight_grad():
 
 
 time_it("conv2 forward + weight grad", weight_grad)
+c2t = torch.nn.Conv2d(64, 32, 5, padding=2)
+x2t = torch.rand(b, 64, 14, 14)
+fc1 = torch.nn.Linear(3136, 1024)
+xf = torch.rand(b, 3136)
+with torch.no_grad():
+    time_it("conv2 transposed forward", lambda: c2t(x2t))
+    time_it("fc1 forward", lambda: fc1(xf))
+fc1.requires_grad_(False)
+time_it("fc1 forward + input grad", lambda: input_grad(xf, lambda x: torch.relu(fc1(x))))
 with torch.no_grad():
     time_it("max-pool forward", lambda: F.max_pool2d(x3, 2))
 time_it("max-pool forward + grad", lambda: input_grad(x3, lambda x: F.max_pool2d(x, 2)))

@@ -104,7 +104,7 @@ fn conv_with(
 /// gathers' longest read past a row, two col2im blocks a row) and with one.
 type Case = ([usize; 4], usize, [usize; 2], [usize; 2], [usize; 2], bool);
 
-const CASES: [Case; 30] = [
+const CASES: [Case; 32] = [
     ([2, 2, 7, 7], 3, [4, 4], [1, 1], [2, 2], true),
     ([2, 3, 9, 10], 2, [5, 5], [2, 2], [2, 2], false),
     ([2, 3, 8, 9], 2, [3, 3], [1, 1], [1, 2], true),
@@ -135,6 +135,10 @@ const CASES: [Case; 30] = [
     ([2, 4, 6, 5], 1, [3, 3], [1, 1], [1, 1], true),
     ([2, 3, 9, 33], 4, [3, 3], [1, 1], [2, 2], true),
     ([2, 3, 4, 4], 2, [4, 4], [0, 0], [2, 2], true),
+    // More output than input channels, at least 8 of them: the input gradient is the flipped
+    // convolution through Winograd; 9 and 12 channels leave lanes over in both transforms.
+    ([3, 8, 9, 9], 12, [5, 5], [2, 2], [1, 1], true),
+    ([2, 9, 6, 7], 16, [3, 3], [1, 1], [1, 1], true),
 ];
 
 #[test]

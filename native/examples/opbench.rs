@@ -3,6 +3,8 @@
 //! time (docs/BENCHMARKS.md); with `resnet`, PreAct ResNet-18's 3×3 convolutions, one per stage,
 //! through the host kernels.
 //!     cargo run --release -p rampart --example opbench [resnet [CHANNELS]]
+//! `OPBENCH_ONLY="name"` times only the row of that name (for a profiler);
+//! `OPBENCH_N=k` times k calls instead of 8.
 
 use burn::module::Module;
 use burn::nn::PaddingConfig2d;
@@ -14,18 +16,27 @@ use rampart_core::kernels::{conv2d, relu_max_pool2x2};
 use std::time::Instant;
 
 fn time<F: FnMut()>(name: &str, mut f: F) {
+    if std::env::var("OPBENCH_ONLY").is_ok_and(|t| name != t) {
+        return;
+    }
     for _ in 0..2 {
         f();
     }
-    let n = 8;
-    let t = Instant::now();
+    // Mean of 8 calls; `OPBENCH_N` calls more, with the fastest call too (steadier on a busy
+    // machine).
+    let n: usize = std::env::var("OPBENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let (mut total, mut min) = (0.0f64, f64::INFINITY);
     for _ in 0..n {
+        let t = Instant::now();
         f();
+        let dt = t.elapsed().as_secs_f64() * 1e3;
+        total += dt;
+        min = min.min(dt);
     }
-    println!(
-        "{name:40} {:8.2} ms",
-        t.elapsed().as_secs_f64() * 1e3 / n as f64
-    );
+    println!("{name:40} {:8.2} ms (fastest {min:.2})", total / n as f64);
 }
 
 /// `f`'s output and the gradient of its sum with respect to `x`, read back.
@@ -122,6 +133,13 @@ fn main() {
     time("host conv2 forward", || {
         drop(conv2d(&c2, x2.clone()).into_data())
     });
+    // conv2's input gradient is this convolution's forward pass (64 → 32 channels, the kernel
+    // flipped; `kernels::conv` takes that route).
+    let c2t = conv(64, 32);
+    let x2t: Tensor<4> = Tensor::random([b, 64, 14, 14], Distribution::Default, &dev);
+    time("host conv2 transposed forward", || {
+        drop(conv2d(&c2t, x2t.clone()).into_data())
+    });
     time("host conv1 forward + input grad", || {
         input_grad(&x1, |x| conv2d(&c1f, x))
     });
@@ -131,6 +149,16 @@ fn main() {
     time("host conv2 forward + weight grad", || {
         let g = conv2d(&c2, x2.clone()).sum().backward();
         let _ = c2.weight.val().grad(&g).unwrap().into_data();
+    });
+    let fc1 = burn::nn::LinearConfig::new(3136, 1024).init(&dev);
+    let xf: Tensor<2> = Tensor::random([b, 3136], Distribution::Default, &dev);
+    let _ = fc1.forward(xf.clone());
+    let fc1f = fc1.clone().no_grad();
+    time("fc1 forward", || drop(fc1.forward(xf.clone()).into_data()));
+    time("fc1 forward + input grad", || {
+        let x = xf.clone().require_grad();
+        let g = relu(fc1f.forward(x.clone())).sum().backward();
+        let _ = x.grad(&g).unwrap().into_data();
     });
     time("host relu + max-pool forward + grad", || {
         input_grad(&x3, relu_max_pool2x2)

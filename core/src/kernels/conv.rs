@@ -253,18 +253,22 @@ pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], s: &ConvShape) -> Vec<f3
 
 /// The gradient with respect to the input, given the output's gradient `grad`.
 ///
-/// Two routes, chosen by shape. With stride 1 and no more output than input channels it is the
-/// convolution of `grad` with the kernel flipped and transposed (`[c_in, c_out, kh, kw]`),
-/// padded by `kh − 1 − ph`: one product per image with `c_out·kh·kw` terms per sum, as in the
-/// forward pass, and through [`winograd`] where that applies (PreAct ResNet-18's stride-1 3×3
-/// convolutions; `cargo run --release -p rampart --example opbench resnet` times them). Otherwise,
-/// per image `Wᵀ · grad` (`[C_in·k_h·k_w × C_out] · [C_out × H_out·W_out]`), its columns added
-/// back onto the input pixels they came from (col2im): with more output than input channels
-/// the flipped route unrolls the larger tensor (twice the input for the Madry CNN's conv2), and
-/// with one input channel it is a matrix-vector product; it timed slower for both of that
-/// network's convolutions (`native/examples/opbench.rs`).
+/// Two routes, chosen by shape. With stride 1 it is the convolution of `grad` with the kernel
+/// flipped and transposed (`[c_in, c_out, kh, kw]`), padded by `kh − 1 − ph`: one product per
+/// image with `c_out·kh·kw` terms per sum, as in the forward pass, and through [`winograd`]
+/// where that applies (PreAct ResNet-18's stride-1 3×3 convolutions, the Madry CNN's conv2;
+/// `cargo run --release -p rampart --example opbench [resnet]` times them). It is taken when
+/// there are no more output than input channels, or when Winograd applies and there are at least
+/// [`FLIPPED_MIN_C_IN`] input channels. Otherwise, per image `Wᵀ · grad` (`[C_in·k_h·k_w ×
+/// C_out] · [C_out × H_out·W_out]`), its columns added back onto the input pixels they came
+/// from (col2im): with more output than input channels and im2col, the flipped route unrolls
+/// the larger tensor, and with one input channel its products are matrix-vector products; it
+/// timed slower for both (the Madry CNN's conv1 and, before Winograd, its conv2).
 pub fn input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
-    if s.sh == 1 && s.sw == 1 && s.c_out <= s.c_in {
+    if s.sh == 1
+        && s.sw == 1
+        && (s.c_out <= s.c_in || (s.c_in >= FLIPPED_MIN_C_IN && winograd::applies(&flipped(s))))
+    {
         return input_grad_flipped(grad, weight, s);
     }
     let (k, p) = (s.patch_len(), s.out_h() * s.out_w());
@@ -286,6 +290,11 @@ pub fn input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
     });
     dx
 }
+
+/// Input channels from which the stride-1 input gradient of a convolution with more output than
+/// input channels goes through the flipped route when Winograd applies: with fewer, each of its
+/// products has fewer columns than one AVX2 register holds.
+const FLIPPED_MIN_C_IN: usize = 8;
 
 /// The stride-1 input gradient as a forward convolution of `grad` (see [`input_grad`]).
 fn input_grad_flipped(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {

@@ -20,11 +20,14 @@ use super::{par_chunks_mut, simd};
 
 /// The three matrices of F(2×2, R×R), with α = A = R + 1 input rows per tile.
 struct Transform<const A: usize, const R: usize> {
-    /// `Aᵀ`: output rows from the α products.
+    /// `Aᵀ`: output rows from the α products (the code is [`Minimal::at`]; the tests hold it
+    /// to this).
+    #[cfg_attr(not(test), allow(dead_code))]
     at: [[f32; A]; 2],
     /// `G`: the kernel's α rows from its R taps.
     g: [[f32; R]; A],
-    /// `Bᵀ`: the input's α rows from the tile's α rows.
+    /// `Bᵀ`: the input's α rows from the tile's α rows (the code is [`Minimal::bt`]).
+    #[cfg_attr(not(test), allow(dead_code))]
     bt: [[f32; A]; A],
 }
 
@@ -67,6 +70,83 @@ const F2_5: Transform<6, 5> = Transform {
     ],
 };
 
+/// One F(2×2, R×R): its matrices, and its input and output transforms along one axis written
+/// out by hand (zero terms dropped, shared terms computed once), which a loop over the matrices
+/// does not compile to: unrolled it is too large, rolled it tests every coefficient. The tests
+/// below hold them equal to the matrices.
+trait Minimal<const A: usize, const R: usize> {
+    const T: Transform<A, R>;
+    /// `Bᵀ d` for the α rows `d` of `N` lanes each.
+    fn bt<const N: usize>(d: &[[f32; N]; A]) -> [[f32; N]; A];
+    /// `Aᵀ m` for the α rows `m` of `N` lanes each.
+    fn at<const N: usize>(m: &[[f32; N]; A]) -> [[f32; N]; 2];
+}
+
+/// `N` lanes, each `f(lane)`.
+#[inline(always)]
+fn lanes<const N: usize>(f: impl FnMut(usize) -> f32) -> [f32; N] {
+    std::array::from_fn(f)
+}
+
+struct F23;
+
+impl Minimal<4, 3> for F23 {
+    const T: Transform<4, 3> = F2_3;
+
+    #[inline(always)]
+    fn bt<const N: usize>(d: &[[f32; N]; 4]) -> [[f32; N]; 4] {
+        [
+            lanes(|i| d[0][i] - d[2][i]),
+            lanes(|i| d[1][i] + d[2][i]),
+            lanes(|i| d[2][i] - d[1][i]),
+            lanes(|i| d[3][i] - d[1][i]),
+        ]
+    }
+
+    #[inline(always)]
+    fn at<const N: usize>(m: &[[f32; N]; 4]) -> [[f32; N]; 2] {
+        [
+            lanes(|i| m[0][i] + m[1][i] + m[2][i]),
+            lanes(|i| m[1][i] - m[2][i] + m[3][i]),
+        ]
+    }
+}
+
+struct F25;
+
+impl Minimal<6, 5> for F25 {
+    const T: Transform<6, 5> = F2_5;
+
+    #[inline(always)]
+    fn bt<const N: usize>(d: &[[f32; N]; 6]) -> [[f32; N]; 6] {
+        // Rows 1 and 2 are t1 ± t2, rows 3 and 4 are t3 ± t4.
+        let t1: [f32; N] = lanes(|i| d[4][i] - 4.0 * d[2][i]);
+        let t2: [f32; N] = lanes(|i| d[3][i] - 4.0 * d[1][i]);
+        let t3: [f32; N] = lanes(|i| d[4][i] - d[2][i]);
+        let t4: [f32; N] = lanes(|i| 2.0 * (d[3][i] - d[1][i]));
+        [
+            lanes(|i| 4.0 * d[0][i] - 5.0 * d[2][i] + d[4][i]),
+            lanes(|i| t1[i] + t2[i]),
+            lanes(|i| t1[i] - t2[i]),
+            lanes(|i| t3[i] + t4[i]),
+            lanes(|i| t3[i] - t4[i]),
+            lanes(|i| 4.0 * d[1][i] - 5.0 * d[3][i] + d[5][i]),
+        ]
+    }
+
+    #[inline(always)]
+    fn at<const N: usize>(m: &[[f32; N]; 6]) -> [[f32; N]; 2] {
+        [
+            lanes(|i| m[0][i] + m[1][i] + m[2][i] + m[3][i] + m[4][i]),
+            lanes(|i| m[1][i] - m[2][i] + 2.0 * (m[3][i] - m[4][i]) + m[5][i]),
+        ]
+    }
+}
+
+/// Channels a tile transform handles at once: one AVX2 register of `f32`. Channel counts that
+/// are not a multiple of it end with one channel at a time.
+const LANES: usize = 8;
+
 /// Tiles per matrix product, at least: images are grouped until they reach it, so that the
 /// products of the small late layers (4×4 outputs: 4 tiles an image) are not mostly packing.
 const MIN_TILES: usize = 256;
@@ -83,13 +163,12 @@ pub fn applies(s: &ConvShape) -> bool {
 pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], s: &ConvShape) -> Vec<f32> {
     debug_assert!(applies(s));
     match s.kh {
-        3 => forward_with(&F2_3, x, weight, bias, s),
-        _ => forward_with(&F2_5, x, weight, bias, s),
+        3 => forward_with::<F23, 4, 3>(x, weight, bias, s),
+        _ => forward_with::<F25, 6, 5>(x, weight, bias, s),
     }
 }
 
-fn forward_with<const A: usize, const R: usize>(
-    t: &Transform<A, R>,
+fn forward_with<W: Minimal<A, R>, const A: usize, const R: usize>(
     x: &[f32],
     weight: &[f32],
     bias: &[f32],
@@ -103,7 +182,7 @@ fn forward_with<const A: usize, const R: usize>(
     }
     let tiles = oh.div_ceil(2) * ow.div_ceil(2);
     let group = MIN_TILES.div_ceil(tiles).clamp(1, s.n);
-    let u = kernel_transform(t, weight, s);
+    let u = kernel_transform(&W::T, weight, s);
     let image = s.c_in * s.h * s.w;
     // The padded image a tile reads from: every tile whole inside it, the image at (ph, pw).
     let (hp, wp) = (2 * oh.div_ceil(2) + A - 2, 2 * ow.div_ceil(2) + A - 2);
@@ -118,7 +197,7 @@ fn forward_with<const A: usize, const R: usize>(
             let (padded, pixels) = rest.split_at_mut(hp * wp * s.c_in);
             simd(
                 #[inline(always)]
-                || input_transform(t, xs, s, (hp, wp), padded, v, nt),
+                || input_transform::<W, A, R>(xs, s, (hp, wp), padded, v, nt),
             );
             // M[ξ] (tiles × c_out) = V[ξ] (tiles × c_in) · U[ξ]ᵀ.
             for xi in 0..A * A {
@@ -135,7 +214,7 @@ fn forward_with<const A: usize, const R: usize>(
             }
             simd(
                 #[inline(always)]
-                || output_transform(t, m, bias, s, y, pixels, nt),
+                || output_transform::<W, A, R>(m, bias, s, y, pixels, nt),
             );
         });
     });
@@ -169,11 +248,10 @@ fn kernel_transform<const A: usize, const R: usize>(
 
 /// `V = Bᵀ d B` for every tile of the group's images `xs` (`[g, c_in, h, w]`), laid out
 /// `[α², nt, c_in]` (tiles of an image in row order, images one after the other). Each image is
-/// first copied channels-last into the zero-padded `padded` (`[hp, wp, c_in]`), so that every
-/// step of the transform is a sum of whole channel vectors.
+/// first copied channels-last into the zero-padded `padded` (`[hp, wp, c_in]`), so that a tile
+/// transform works on [`LANES`] channels at once (see [`input_tile`]).
 #[inline(always)]
-fn input_transform<const A: usize, const R: usize>(
-    t: &Transform<A, R>,
+fn input_transform<W: Minimal<A, R>, const A: usize, const R: usize>(
     xs: &[f32],
     s: &ConvShape,
     (hp, wp): (usize, usize),
@@ -183,10 +261,7 @@ fn input_transform<const A: usize, const R: usize>(
 ) {
     let c_in = s.c_in;
     let (tiles_y, tiles_x) = (s.out_h().div_ceil(2), s.out_w().div_ceil(2));
-    let stride = nt * c_in;
     let padded = &mut padded[..hp * wp * c_in];
-    // Bᵀ d for one tile: [α][α][c_in].
-    let mut bd = vec![0.0f32; A * A * c_in];
     for (j, img) in xs.chunks_exact(c_in * s.h * s.w).enumerate() {
         padded.fill(0.0);
         for (c, src) in img.chunks_exact(s.h * s.w).enumerate() {
@@ -200,23 +275,46 @@ fn input_transform<const A: usize, const R: usize>(
         for ty in 0..tiles_y {
             for tx in 0..tiles_x {
                 let tile = (j * tiles_y + ty) * tiles_x + tx;
-                bd.fill(0.0);
-                for a in 0..A {
-                    for q in 0..A {
-                        let src = &padded[((2 * ty + q) * wp + 2 * tx) * c_in..][..A * c_in];
-                        add_scaled(&mut bd[a * A * c_in..][..A * c_in], t.bt[a][q], src);
-                    }
+                let src = &padded[(2 * ty * wp + 2 * tx) * c_in..];
+                let dst = &mut v[tile * c_in..];
+                let mut c = 0;
+                while c + LANES <= c_in {
+                    input_tile::<W, A, R, LANES>(src, wp * c_in, c_in, c, dst, nt * c_in);
+                    c += LANES;
                 }
-                for a in 0..A {
-                    for b in 0..A {
-                        let dst = &mut v[(a * A + b) * stride + tile * c_in..][..c_in];
-                        dst.fill(0.0);
-                        for q in 0..A {
-                            add_scaled(dst, t.bt[b][q], &bd[(a * A + q) * c_in..][..c_in]);
-                        }
-                    }
+                for c in c..c_in {
+                    input_tile::<W, A, R, 1>(src, wp * c_in, c_in, c, dst, nt * c_in);
                 }
             }
+        }
+    }
+}
+
+/// `Bᵀ d B` for `N` channels from `c` of one tile, whose value at row `q`, column `r` and channel
+/// `c` is `src[q·row + r·c_in + c]`, written at `dst[ξ·stride + c..]` for each of the α² points ξ.
+#[inline(always)]
+fn input_tile<W: Minimal<A, R>, const A: usize, const R: usize, const N: usize>(
+    src: &[f32],
+    row: usize,
+    c_in: usize,
+    c: usize,
+    dst: &mut [f32],
+    stride: usize,
+) {
+    // Bᵀ d column by column, then each row of that times B.
+    let mut e = [[[0.0f32; N]; A]; A];
+    for r in 0..A {
+        let mut column = [[0.0f32; N]; A];
+        for (q, v) in column.iter_mut().enumerate() {
+            v.copy_from_slice(&src[q * row + r * c_in + c..][..N]);
+        }
+        for (ea, v) in e.iter_mut().zip(W::bt(&column)) {
+            ea[r] = v;
+        }
+    }
+    for (a, ea) in e.iter().enumerate() {
+        for (b, v) in W::bt(ea).iter().enumerate() {
+            dst[(a * A + b) * stride + c..][..N].copy_from_slice(v);
         }
     }
 }
@@ -226,8 +324,7 @@ fn input_transform<const A: usize, const R: usize>(
 /// image's pixels are first gathered channels-last in `pixels` (`[out_h·out_w, c_out]`), then
 /// transposed into `y`.
 #[inline(always)]
-fn output_transform<const A: usize, const R: usize>(
-    t: &Transform<A, R>,
+fn output_transform<W: Minimal<A, R>, const A: usize, const R: usize>(
     m: &[f32],
     bias: &[f32],
     s: &ConvShape,
@@ -238,36 +335,29 @@ fn output_transform<const A: usize, const R: usize>(
     let c_out = s.c_out;
     let (oh, ow) = (s.out_h(), s.out_w());
     let (tiles_y, tiles_x) = (oh.div_ceil(2), ow.div_ceil(2));
-    let stride = nt * c_out;
     let pixels = &mut pixels[..oh * ow * c_out];
-    // Aᵀ M for one tile: [2][α][c_out].
-    let mut am = vec![0.0f32; 2 * A * c_out];
     for (j, img) in y.chunks_exact_mut(c_out * oh * ow).enumerate() {
         for ty in 0..tiles_y {
             for tx in 0..tiles_x {
                 let tile = (j * tiles_y + ty) * tiles_x + tx;
-                am.fill(0.0);
-                for a in 0..A {
-                    for b in 0..A {
-                        let src = &m[(a * A + b) * stride + tile * c_out..][..c_out];
-                        for i in 0..2 {
-                            add_scaled(&mut am[(i * A + b) * c_out..][..c_out], t.at[i][a], src);
+                let src = &m[tile * c_out..];
+                // The tile's pixels that lie inside the output, and where they go.
+                let mut at = [[None; 2]; 2];
+                for (i, row) in at.iter_mut().enumerate() {
+                    for (jj, p) in row.iter_mut().enumerate() {
+                        let (oy, ox) = (2 * ty + i, 2 * tx + jj);
+                        if oy < oh && ox < ow {
+                            *p = Some((oy * ow + ox) * c_out);
                         }
                     }
                 }
-                for i in 0..2 {
-                    let oy = 2 * ty + i;
-                    for jj in 0..2 {
-                        let ox = 2 * tx + jj;
-                        if oy >= oh || ox >= ow {
-                            continue;
-                        }
-                        let dst = &mut pixels[(oy * ow + ox) * c_out..][..c_out];
-                        dst.copy_from_slice(bias);
-                        for b in 0..A {
-                            add_scaled(dst, t.at[jj][b], &am[(i * A + b) * c_out..][..c_out]);
-                        }
-                    }
+                let mut c = 0;
+                while c + LANES <= c_out {
+                    output_tile::<W, A, R, LANES>(src, nt * c_out, c, bias, pixels, &at);
+                    c += LANES;
+                }
+                for c in c..c_out {
+                    output_tile::<W, A, R, 1>(src, nt * c_out, c, bias, pixels, &at);
                 }
             }
         }
@@ -279,12 +369,61 @@ fn output_transform<const A: usize, const R: usize>(
     }
 }
 
-/// `dst += coef · src`, skipped for the transforms' many zero coefficients.
+/// `Aᵀ M A` plus the bias for `N` channels from `c` of one tile, whose point ξ is at
+/// `src[ξ·stride + c..]`; pixel (i, j) of the 2×2 result goes to `pixels[at[i][j] + c..]`.
 #[inline(always)]
-fn add_scaled(dst: &mut [f32], coef: f32, src: &[f32]) {
-    if coef != 0.0 {
-        for (d, x) in dst.iter_mut().zip(src) {
-            *d += coef * x;
+fn output_tile<W: Minimal<A, R>, const A: usize, const R: usize, const N: usize>(
+    src: &[f32],
+    stride: usize,
+    c: usize,
+    bias: &[f32],
+    pixels: &mut [f32],
+    at: &[[Option<usize>; 2]; 2],
+) {
+    // Aᵀ M column by column, then each of its two rows times A.
+    let mut e = [[[0.0f32; N]; A]; 2];
+    for b in 0..A {
+        let mut column = [[0.0f32; N]; A];
+        for (a, v) in column.iter_mut().enumerate() {
+            v.copy_from_slice(&src[(a * A + b) * stride + c..][..N]);
         }
+        for (ei, v) in e.iter_mut().zip(W::at(&column)) {
+            ei[b] = v;
+        }
+    }
+    let mut b = [0.0f32; N];
+    b.copy_from_slice(&bias[c..][..N]);
+    for (ei, row) in e.iter().zip(at) {
+        for (y, p) in W::at(ei).iter().zip(row) {
+            if let Some(p) = *p {
+                let o: [f32; N] = lanes(|i| b[i] + y[i]);
+                pixels[p + c..][..N].copy_from_slice(&o);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written transforms of `W` applied to each unit vector give the matrices' columns.
+    fn check<W: Minimal<A, R>, const A: usize, const R: usize>() {
+        for k in 0..A {
+            let unit: [[f32; 1]; A] = std::array::from_fn(|q| [f32::from(q == k)]);
+            let (bt, at) = (W::bt(&unit), W::at(&unit));
+            for (a, row) in bt.iter().enumerate() {
+                assert_eq!(row[0], W::T.bt[a][k], "Bᵀ[{a}][{k}], α = {A}");
+            }
+            for (i, row) in at.iter().enumerate() {
+                assert_eq!(row[0], W::T.at[i][k], "Aᵀ[{i}][{k}], α = {A}");
+            }
+        }
+    }
+
+    #[test]
+    fn transforms_equal_the_matrices() {
+        check::<F23, 4, 3>();
+        check::<F25, 6, 5>();
     }
 }
