@@ -263,7 +263,8 @@ pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], s: &ConvShape) -> Vec<f3
 /// C_out] · [C_out × H_out·W_out]`), its columns added back onto the input pixels they came
 /// from (col2im): with more output than input channels and im2col, the flipped route unrolls
 /// the larger tensor, and with one input channel its products are matrix-vector products; it
-/// timed slower for both (the Madry CNN's conv1 and, before Winograd, its conv2).
+/// timed slower for both (the Madry CNN's conv1 and, before the Winograd transforms were
+/// written by hand, its conv2).
 pub fn input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
     if s.sh == 1
         && s.sw == 1
