@@ -22,8 +22,8 @@ fn time<F: FnMut()>(name: &str, mut f: F) {
     for _ in 0..2 {
         f();
     }
-    // Mean of 8 calls; `OPBENCH_N` calls more, with the fastest call too (steadier on a busy
-    // machine).
+    // The mean of `OPBENCH_N` calls (8 by default), and the fastest one, steadier on a busy
+    // machine.
     let n: usize = std::env::var("OPBENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -40,7 +40,7 @@ fn time<F: FnMut()>(name: &str, mut f: F) {
 }
 
 /// `f`'s output and the gradient of its sum with respect to `x`, read back.
-fn input_grad(x: &Tensor<4>, f: impl Fn(Tensor<4>) -> Tensor<4>) {
+fn input_grad<const D: usize>(x: &Tensor<D>, f: impl Fn(Tensor<D>) -> Tensor<D>) {
     let x = x.clone().require_grad();
     let g = f(x.clone()).sum().backward();
     let _ = x.grad(&g).unwrap().into_data();
@@ -156,9 +156,7 @@ fn main() {
     let fc1f = fc1.clone().no_grad();
     time("fc1 forward", || drop(fc1.forward(xf.clone()).into_data()));
     time("fc1 forward + input grad", || {
-        let x = xf.clone().require_grad();
-        let g = relu(fc1f.forward(x.clone())).sum().backward();
-        let _ = x.grad(&g).unwrap().into_data();
+        input_grad(&xf, |x| relu(fc1f.forward(x)))
     });
     time("host relu + max-pool forward + grad", || {
         input_grad(&x3, relu_max_pool2x2)
