@@ -2,13 +2,15 @@
 // WebGPU (Rampart's CPU backend against TF.js's wasm backend, both one thread) and one with
 // WebGPU on SwiftShader (both on WebGPU). Times classify and PGD-20 (first call, then the
 // median of later calls), checks that the two agree, and sizes what each downloads. The
-// TF.js side, run in the page, is bench/tfjs_page.js.
+// TF.js side, run in the page, is bench/tfjs_page.js. Rampart runs twice: through rampart.js,
+// whose calls go to a Web Worker and back, and as pkg/rampart_web.js imported on the page's
+// own thread, where TF.js runs (the same module, without the round trip).
 //
 //   FIXTURES=dir node bench/tfjs_compare.mjs        (or: bash bench/browser_vs_tfjs.sh)
 //
 // FIXTURES holds tiny.rampart, samples.json (`rampart samples`) and tiny.safetensors (`rampart
 // export` of tiny.rampart). Packages come from tests/browser (`npm ci` there). Optional:
-// CLASSIFY_RUNS (20), PGD_RUNS (5), SIDES (cpu,webgpu), CHROMIUM, WWW (the built www/), OUT
+// CLASSIFY_RUNS (200), PGD_RUNS (9), SIDES (cpu,webgpu), CHROMIUM, WWW (the built www/), OUT
 // (also write the JSON there), VERBOSE (page console).
 // Prints one JSON object, then markdown tables; exits non-zero when a check fails.
 import { createRequire } from "node:module";
@@ -38,8 +40,9 @@ const FIXTURES = process.env.FIXTURES && path.resolve(process.env.FIXTURES);
 if (!FIXTURES) throw new Error("set FIXTURES (see the top of this file)");
 const WWW = path.resolve(process.env.WWW || path.join(ROOT, "www"));
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const CLASSIFY_RUNS = Number(process.env.CLASSIFY_RUNS || 20);
-const PGD_RUNS = Number(process.env.PGD_RUNS || 5);
+const CLASSIFY_RUNS = Number(process.env.CLASSIFY_RUNS || 200);
+const CLASSIFY_BLOCK = 10;
+const PGD_RUNS = Number(process.env.PGD_RUNS || 9);
 const SIDES = (process.env.SIDES || "cpu,webgpu").split(",");
 const TOL = 1e-4;
 const EPS = 0.3;
@@ -120,6 +123,16 @@ async function side(kind) {
       return { ...init, startup_ms: performance.now() - t0 };
     }, kind);
     assert(rampart.backend === kind, `Rampart's init({backend: "${kind}"}) ran on ${rampart.backend} (${rampart.reason})`);
+    const page_ = await page.evaluate(async (backend) => {
+      const t0 = performance.now();
+      const m = await import("/pkg/rampart_web.js");
+      await m.default({ module_or_path: "/pkg/rampart_web_bg.wasm" });
+      const init = await m.init({ backend });
+      await m.loadBundle("/fixtures/tiny.rampart");
+      window.rampartPage = m;
+      return { ...init, startup_ms: performance.now() - t0 };
+    }, kind);
+    assert(page_.backend === kind, `Rampart's page-thread init({backend: "${kind}"}) ran on ${page_.backend} (${page_.reason})`);
     const tfjs = await page.evaluate(async (backend) => {
       const t0 = performance.now();
       window.tfb = await import("/bench/tfjs_page.js");
@@ -132,12 +145,17 @@ async function side(kind) {
     // both: the logits must agree.
     const first = await page.evaluate(async (img) => {
       const time = async (f) => { const t0 = performance.now(); await f(); return performance.now() - t0; };
-      return { rampart: await time(() => window.rampart.classify(Float32Array.from(img))), tfjs: await time(() => window.tfb.classify(img)) };
+      return {
+        rampart: await time(() => window.rampart.classify(Float32Array.from(img))),
+        page: await time(() => window.rampartPage.classify(Float32Array.from(img))),
+        tfjs: await time(() => window.tfb.classify(img)),
+      };
     }, samples.images[0]);
     const logits = await page.evaluate(async (images) => {
-      const out = { rampart: [], tfjs: [] };
+      const out = { rampart: [], page: [], tfjs: [] };
       for (const img of images) {
         out.rampart.push((await window.rampart.classify(Float32Array.from(img))).logits);
+        out.page.push((await window.rampartPage.classify(Float32Array.from(img))).logits);
         out.tfjs.push(await window.tfb.classify(img));
       }
       return out;
@@ -146,33 +164,40 @@ async function side(kind) {
     logits.rampart.forEach((r, i) => {
       assert(r.length === logits.tfjs[i].length, `sample ${i}: ${r.length} Rampart logits, ${logits.tfjs[i].length} TF.js logits`);
       r.forEach((v, j) => { worst = Math.max(worst, Math.abs(v - logits.tfjs[i][j])); });
+      // The same module on either thread: the same numbers.
+      assert(r.every((v, j) => v === logits.page[i][j]), `sample ${i}: the worker's and the page thread's logits differ`);
     });
     assert(worst <= TOL, `${kind}: TF.js logits differ from Rampart's by ${worst} > ${TOL}`);
 
-    // Later calls, alternating between the two so that drift in the machine's load hits both.
+    // Later calls in blocks of CLASSIFY_BLOCK, the three taking turns block by block so that
+    // drift in the machine's load hits all; each figure is a block's mean (performance.now()
+    // ticks in 0.1 ms steps here, without cross-origin isolation, so single calls are not
+    // resolved).
     const tensorsBefore = await page.evaluate(() => window.tfb.numTensors());
-    const classify = await page.evaluate(async ({ images, runs }) => {
-      const out = { rampart: [], tfjs: [] };
-      for (let i = 0; i < runs; i++) {
-        const img = images[i % images.length];
-        let t0 = performance.now();
-        await window.rampart.classify(Float32Array.from(img));
-        out.rampart.push(performance.now() - t0);
-        t0 = performance.now();
-        await window.tfb.classify(img);
-        out.tfjs.push(performance.now() - t0);
+    const classify = await page.evaluate(async ({ images, runs, block }) => {
+      const out = { rampart: [], page: [], tfjs: [] };
+      const calls = { rampart: (img) => window.rampart.classify(Float32Array.from(img)), page: (img) => window.rampartPage.classify(Float32Array.from(img)), tfjs: (img) => window.tfb.classify(img) };
+      for (let i = 0; i < runs; i += block) {
+        for (const [who, f] of Object.entries(calls)) {
+          const t0 = performance.now();
+          for (let j = i; j < i + block; j++) await f(images[j % images.length]);
+          out[who].push((performance.now() - t0) / block);
+        }
       }
       return out;
-    }, { images: samples.images, runs: CLASSIFY_RUNS });
+    }, { images: samples.images, runs: CLASSIFY_RUNS, block: CLASSIFY_BLOCK });
 
     // PGD-20 on sample 0 against its true label, no random start, the same step.
     const opts = { eps: EPS, steps: STEPS, label: samples.labels[0] };
     const attacks = await page.evaluate(async ({ img, opts, stepSize, runs }) => {
-      const out = { rampart: [], tfjs: [] };
+      const out = { rampart: [], page: [], tfjs: [] };
       for (let i = 0; i <= runs; i++) {
         let t0 = performance.now();
         const r = await window.rampart.attack({ pixels: Float32Array.from(img), method: "pgd", randomStart: false, ...opts });
         out.rampart.push({ ms: performance.now() - t0, adversarial: r.adversarial, success: r.success });
+        t0 = performance.now();
+        const p = await window.rampartPage.attack({ pixels: Float32Array.from(img), method: "pgd", randomStart: false, ...opts });
+        out.page.push({ ms: performance.now() - t0, adversarial: p.adversarial, success: p.success });
         t0 = performance.now();
         const t = await window.tfb.pgd(img, { ...opts, stepSize });
         out.tfjs.push({ ms: performance.now() - t0, adversarial: t.adversarial, success: t.success });
@@ -181,9 +206,10 @@ async function side(kind) {
     }, { img: samples.images[0], opts, stepSize: STEP_SIZE, runs: PGD_RUNS });
     const tensorsAfter = await page.evaluate(() => window.tfb.numTensors());
     assert(tensorsAfter === tensorsBefore, `TF.js leaks tensors: ${tensorsBefore} before the timed calls, ${tensorsAfter} after`);
-    for (const who of ["rampart", "tfjs"]) attacks[who].forEach((a) => checkAttack(`${kind} ${who}`, a.adversarial, samples.images[0]));
+    for (const who of ["rampart", "page", "tfjs"]) attacks[who].forEach((a) => checkAttack(`${kind} ${who}`, a.adversarial, samples.images[0]));
     // Same start, step and projection: the two should reach (nearly) the same image; report how near.
     const ra = attacks.rampart[0].adversarial, ta = attacks.tfjs[0].adversarial;
+    assert(ra.every((v, i) => v === attacks.page[0].adversarial[i]), `${kind}: the worker's and the page thread's adversarial images differ`);
     const diffs = ra.map((v, i) => Math.abs(v - ta[i]));
     assert(errors.length === 0, `page errors: ${errors.join(" | ")}`);
 
@@ -191,11 +217,9 @@ async function side(kind) {
     const timings = (who) => {
       const later = attacks[who].slice(1);
       return {
-        startup_ms: who === "rampart" ? rampart.startup_ms : tfjs.startup_ms,
+        startup_ms: { rampart: rampart.startup_ms, page: page_.startup_ms, tfjs: tfjs.startup_ms }[who],
         classify_first_ms: first[who],
         classify_median_ms: median(classify[who]),
-        // performance.now() ticks in 0.1 ms steps here (no cross-origin isolation): the mean
-        // resolves sub-tick calls better.
         classify_mean_ms: mean(classify[who]),
         pgd20_first_ms: attacks[who][0].ms,
         pgd20_median_ms: median(later.map((a) => a.ms)),
@@ -208,6 +232,7 @@ async function side(kind) {
     return {
       adapter,
       rampart: { backend: rampart.backend, ...timings("rampart") },
+      rampart_page_thread: { backend: page_.backend, ...timings("page") },
       tfjs: { backend: tfjs.backend, version: tfjs.version, simd: tfjs.simd, threads: tfjs.threads, ...timings("tfjs") },
       max_logit_diff: worst,
       adversarial_agreement: { max_abs_diff: Math.max(...diffs), within_1e5: diffs.filter((d) => d <= 1e-5).length / diffs.length },
@@ -238,7 +263,7 @@ const st = fs.readFileSync(path.join(FIXTURES, "tiny.safetensors"));
 const result = {
   model: JSON.parse(JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString()).__metadata__["rampart.model"]),
   settings: { eps: EPS, steps: STEPS, step_size: STEP_SIZE, step_rule: "2.5*eps/steps", random_start: false, label: "true label of sample 0",
-    classify_runs: CLASSIFY_RUNS, pgd_runs: PGD_RUNS, samples_checked: samples.images.length, logit_tolerance: TOL },
+    classify_runs: CLASSIFY_RUNS, classify_block: CLASSIFY_BLOCK, pgd_runs: PGD_RUNS, samples_checked: samples.images.length, logit_tolerance: TOL },
   weights_bytes: { rampart_bundle: fs.statSync(path.join(FIXTURES, "tiny.rampart")).size, safetensors: fs.statSync(path.join(FIXTURES, "tiny.safetensors")).size },
 };
 let failed = null;
@@ -267,15 +292,19 @@ if (process.env.OUT) fs.writeFileSync(process.env.OUT, json + "\n");
 const ms = (v) => (v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(v < 10 ? 2 : 1)} ms`);
 const kb = (b) => (b >= 1e6 ? `${(b / 1e6).toFixed(2)} MB` : `${(b / 1e3).toFixed(1)} kB`);
 const ratio = (t, r) => (r > 0 ? `${(t / r).toFixed(2)}×` : "n/a");
-const lines = ["", `Headless Chromium ${result.browser ?? ""}, one 28×28 image; PGD-20: L∞, ε = ${EPS}, step ${STEP_SIZE.toFixed(4)} (2.5·ε/steps), no random start.`, "",
-  "| backends | measure | Rampart | TF.js | TF.js / Rampart |", "| --- | --- | ---: | ---: | ---: |"];
-const rows = [["startup_ms", "start-up (scripts, wasm, backend, weights)"], ["classify_first_ms", "classify, first"], ["classify_median_ms", `classify, median of ${CLASSIFY_RUNS}`],
+const lines = ["", `Headless Chromium ${result.browser ?? ""}, one 28×28 image; PGD-20: L∞, ε = ${EPS}, step ${STEP_SIZE.toFixed(4)} (2.5·ε/steps), no random start.`,
+  "Rampart through rampart.js (its calls go to a Web Worker and back) and as pkg/rampart_web.js on the page's thread, where TF.js runs.", "",
+  "| backends | measure | Rampart (worker) | Rampart (page thread) | TF.js (page thread) | TF.js / Rampart (worker, page thread) |", "| --- | --- | ---: | ---: | ---: | ---: |"];
+const rows = [["startup_ms", "start-up (scripts, wasm, backend, weights)"], ["classify_first_ms", "classify, first"], ["classify_median_ms", `classify, median of ${CLASSIFY_RUNS / CLASSIFY_BLOCK} means of ${CLASSIFY_BLOCK}`],
   ["pgd20_first_ms", "PGD-20, first"], ["pgd20_median_ms", `PGD-20, median of ${PGD_RUNS}`]];
 const label = { cpu: "CPU: Rampart cpu / TF.js wasm (1 thread)", webgpu: "WebGPU on SwiftShader (CPU-emulated): Rampart webgpu / TF.js webgpu" };
 for (const kind of SIDES) {
   const r = result[kind];
-  if (r.error) { lines.push(`| ${label[kind]} | failed: ${r.error.replaceAll("|", "/")} | | | |`); continue; }
-  for (const [k, name] of rows) lines.push(`| ${label[kind]} | ${name} | ${ms(r.rampart[k])} | ${ms(r.tfjs[k])} | ${ratio(r.tfjs[k], r.rampart[k])} |`);
+  if (r.error) { lines.push(`| ${label[kind]} | failed: ${r.error.replaceAll("|", "/")} | | | | |`); continue; }
+  for (const [k, name] of rows) {
+    const [w, p, t] = [r.rampart[k], r.rampart_page_thread[k], r.tfjs[k]];
+    lines.push(`| ${label[kind]} | ${name} | ${ms(w)} | ${ms(p)} | ${ms(t)} | ${ratio(t, w)}, ${ratio(t, p)} |`);
+  }
 }
 lines.push("", "Downloads (what the pages loaded, weights not counted); TF.js / Rampart > 1: Rampart is smaller.", "",
   "| code | files | raw | gzip -9 | TF.js / Rampart (raw, gzip) |", "| --- | --- | ---: | ---: | ---: |");
