@@ -11,6 +11,8 @@
 #   THREADS="1 2" bash bench/at_step.sh       # thread scaling (RAYON_NUM_THREADS / torch threads)
 #   BURN=1 bash bench/at_step.sh              # also Rampart on Burn's own operations
 #   WGPU=1 bash bench/at_step.sh              # also Rampart on wgpu
+#   TORCH_TUNED=1 bash bench/at_step.sh       # also PyTorch with the allocator setting that
+#                                             # Rampart's CLI makes (kernels::reuse_freed_memory)
 #
 # Madry and strided CNNs: real MNIST batches, ε 0.3, step 0.01, median of 10 steps after 3
 # warm-up steps. PreAct ResNet-18 (width 64): synthetic 3×32×32 images, ε 8/255, step 2/255,
@@ -33,11 +35,15 @@ args_for() {
   esac
 }
 
-# Appends one JSON row, tagged with the architecture, thread count and run.
+# glibc's malloc told what Rampart's CLI tells it at start: keep freed memory for reuse.
+TUNED="glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647"
+
+# Appends one JSON row, tagged with the architecture, thread count, run and allocator setting
+# ("reuse": freed memory kept for reuse, as Rampart's CLI sets it; "default": glibc's).
 row() {
-  local arch="$1" threads="$2" run="$3"; shift 3
-  "$@" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r.update(tag=sys.argv[1], threads=int(sys.argv[2]), run=int(sys.argv[3])); print(json.dumps(r))' \
-    "$arch" "$threads" "$run" | tee -a "$out"
+  local arch="$1" threads="$2" run="$3" alloc="$4"; shift 4
+  "$@" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r.update(tag=sys.argv[1], threads=int(sys.argv[2]), run=int(sys.argv[3]), allocator=sys.argv[4]); print(json.dumps(r))' \
+    "$arch" "$threads" "$run" "$alloc" | tee -a "$out"
 }
 
 for arch in $ARCHS; do
@@ -47,17 +53,21 @@ for arch in $ARCHS; do
   for t in $THREADS; do
     for run in $(seq 1 "$RUNS"); do
       # shellcheck disable=SC2086
-      row "$arch" "$t" "$run" env RAYON_NUM_THREADS="$t" "$RAMPART_BIN" --device cpu bench-step $a $synthetic
+      row "$arch" "$t" "$run" reuse env RAYON_NUM_THREADS="$t" "$RAMPART_BIN" --device cpu bench-step $a $synthetic
       if [ -n "${BURN:-}" ]; then
         # shellcheck disable=SC2086
-        row "$arch" "$t" "$run" env RAYON_NUM_THREADS="$t" RAMPART_KERNELS=burn "$RAMPART_BIN" --device cpu bench-step $a $synthetic
+        row "$arch" "$t" "$run" reuse env RAYON_NUM_THREADS="$t" RAMPART_KERNELS=burn "$RAMPART_BIN" --device cpu bench-step $a $synthetic
       fi
       if [ -n "${WGPU:-}" ]; then
         # shellcheck disable=SC2086
-        row "$arch" "$t" "$run" "$RAMPART_BIN" --device wgpu bench-step $a $synthetic --warmup 5
+        row "$arch" "$t" "$run" reuse "$RAMPART_BIN" --device wgpu bench-step $a $synthetic --warmup 5
       fi
       # shellcheck disable=SC2086
-      row "$arch" "$t" "$run" python3 bench/at_step_torch.py --device cpu --threads "$t" $a
+      row "$arch" "$t" "$run" default python3 bench/at_step_torch.py --device cpu --threads "$t" $a
+      if [ -n "${TORCH_TUNED:-}" ]; then
+        # shellcheck disable=SC2086
+        row "$arch" "$t" "$run" reuse env GLIBC_TUNABLES="$TUNED" python3 bench/at_step_torch.py --device cpu --threads "$t" $a
+      fi
     done
   done
 done
@@ -69,16 +79,25 @@ keys = sorted({(r["tag"], r["threads"]) for r in rows}, key=lambda k: (k[0], k[1
 print(f"\nrows: {sys.argv[1]}")
 print("| architecture | threads | Rampart | PyTorch | PyTorch / Rampart, median (min–max) of runs |")
 print("| --- | ---: | --- | ---: | --- |")
+def ratio_line(tag, threads, label, ours, torch):
+    ratios = [torch[k] / ours[k] for k in sorted(ours) if k in torch]
+    if not ratios:
+        return
+    print(f"| {tag} | {threads} | {label}: {statistics.median(ours.values()):.0f} ms "
+          f"| {statistics.median(torch.values()):.0f} ms | **{statistics.median(ratios):.2f}×** "
+          f"({min(ratios):.2f}–{max(ratios):.2f}; {', '.join(f'{x:.2f}' for x in ratios)}) |")
 for tag, threads in keys:
     sel = [r for r in rows if r["tag"] == tag and r["threads"] == threads]
-    torch = {r["run"]: r["median_ms"] for r in sel if r["framework"].startswith("pytorch")}
+    # Rows from before the allocator tag are glibc's defaults for PyTorch.
+    torch = {r["run"]: r["median_ms"] for r in sel if r["framework"].startswith("pytorch")
+             and r.get("allocator", "default") == "default"}
+    tuned = {r["run"]: r["median_ms"] for r in sel if r["framework"].startswith("pytorch")
+             and r.get("allocator") == "reuse"}
     variants = sorted({(r["device"], r.get("kernels", "")) for r in sel if r["framework"] == "rampart"})
     for device, kernels in variants:
         ours = {r["run"]: r["median_ms"] for r in sel if r["framework"] == "rampart"
                 and r["device"] == device and r.get("kernels", "") == kernels}
-        ratios = [torch[k] / ours[k] for k in sorted(ours) if k in torch]
         label = f"{device}" + (f", {kernels} kernels" if device == "cpu" else "")
-        print(f"| {tag} | {threads} | {label}: {statistics.median(ours.values()):.0f} ms "
-              f"| {statistics.median(torch.values()):.0f} ms | **{statistics.median(ratios):.2f}×** "
-              f"({min(ratios):.2f}–{max(ratios):.2f}; {', '.join(f'{x:.2f}' for x in ratios)}) |")
+        ratio_line(tag, threads, label, ours, torch)
+        ratio_line(tag, threads, label + " (against PyTorch with the same allocator setting)", ours, tuned)
 PY

@@ -92,6 +92,8 @@ fn resnet(dev: &Device, only: Option<usize>) {
 }
 
 fn main() {
+    // As the CLI does.
+    rampart_core::kernels::reuse_freed_memory();
     let dev = Device::flex().autodiff();
     if std::env::args().nth(1).as_deref() == Some("resnet") {
         let only = std::env::args()

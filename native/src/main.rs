@@ -65,6 +65,7 @@ enum Command {
 }
 
 fn main() {
+    rampart_core::kernels::reuse_freed_memory();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
