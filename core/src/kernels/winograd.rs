@@ -82,10 +82,14 @@ trait Minimal<const A: usize, const R: usize> {
     fn at<const N: usize>(m: &[[f32; N]; A]) -> [[f32; N]; 2];
 }
 
-/// `N` lanes, each `f(lane)`.
+/// `N` lanes, each `f(lane)`. A plain loop: `std::array::from_fn` can stay a call.
 #[inline(always)]
-fn lanes<const N: usize>(f: impl FnMut(usize) -> f32) -> [f32; N] {
-    std::array::from_fn(f)
+fn lanes<const N: usize>(mut f: impl FnMut(usize) -> f32) -> [f32; N] {
+    let mut out = [0.0f32; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = f(i);
+    }
+    out
 }
 
 struct F23;
@@ -232,14 +236,21 @@ fn kernel_transform<const A: usize, const R: usize>(
     for (pair, g) in weight.chunks_exact(R * R).enumerate() {
         // (G g): A × R, then (G g) Gᵀ: A × A.
         let mut gg = [[0.0f32; R]; A];
+        // Plain loops: the iterator sums stayed calls in the browser build.
         for (a, row) in gg.iter_mut().enumerate() {
             for (j, v) in row.iter_mut().enumerate() {
-                *v = (0..R).map(|i| t.g[a][i] * g[i * R + j]).sum();
+                for i in 0..R {
+                    *v += t.g[a][i] * g[i * R + j];
+                }
             }
         }
         for a in 0..A {
             for b in 0..A {
-                u[(a * A + b) * pairs + pair] = (0..R).map(|j| gg[a][j] * t.g[b][j]).sum();
+                let mut sum = 0.0f32;
+                for j in 0..R {
+                    sum += gg[a][j] * t.g[b][j];
+                }
+                u[(a * A + b) * pairs + pair] = sum;
             }
         }
     }
