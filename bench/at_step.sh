@@ -37,6 +37,9 @@ args_for() {
 
 # glibc's malloc told what Rampart's CLI tells it at start: keep freed memory for reuse.
 TUNED="glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647"
+# Rampart's own rows: the CLI's setting unless RAMPART_ALLOCATOR=default turns it off.
+ralloc=reuse
+[ "${RAMPART_ALLOCATOR:-}" = default ] && ralloc=default
 
 # Appends one JSON row, tagged with the architecture, thread count, run and allocator setting
 # ("reuse": freed memory kept for reuse, as Rampart's CLI sets it; "default": glibc's).
@@ -53,14 +56,14 @@ for arch in $ARCHS; do
   for t in $THREADS; do
     for run in $(seq 1 "$RUNS"); do
       # shellcheck disable=SC2086
-      row "$arch" "$t" "$run" reuse env RAYON_NUM_THREADS="$t" "$RAMPART_BIN" --device cpu bench-step $a $synthetic
+      row "$arch" "$t" "$run" "$ralloc" env RAYON_NUM_THREADS="$t" "$RAMPART_BIN" --device cpu bench-step $a $synthetic
       if [ -n "${BURN:-}" ]; then
         # shellcheck disable=SC2086
-        row "$arch" "$t" "$run" reuse env RAYON_NUM_THREADS="$t" RAMPART_KERNELS=burn "$RAMPART_BIN" --device cpu bench-step $a $synthetic
+        row "$arch" "$t" "$run" "$ralloc" env RAYON_NUM_THREADS="$t" RAMPART_KERNELS=burn "$RAMPART_BIN" --device cpu bench-step $a $synthetic
       fi
       if [ -n "${WGPU:-}" ]; then
         # shellcheck disable=SC2086
-        row "$arch" "$t" "$run" reuse "$RAMPART_BIN" --device wgpu bench-step $a $synthetic --warmup 5
+        row "$arch" "$t" "$run" "$ralloc" "$RAMPART_BIN" --device wgpu bench-step $a $synthetic --warmup 5
       fi
       # shellcheck disable=SC2086
       row "$arch" "$t" "$run" default python3 bench/at_step_torch.py --device cpu --threads "$t" $a
@@ -93,11 +96,14 @@ for tag, threads in keys:
              and r.get("allocator", "default") == "default"}
     tuned = {r["run"]: r["median_ms"] for r in sel if r["framework"].startswith("pytorch")
              and r.get("allocator") == "reuse"}
-    variants = sorted({(r["device"], r.get("kernels", "")) for r in sel if r["framework"] == "rampart"})
-    for device, kernels in variants:
+    variants = sorted({(r["device"], r.get("kernels", ""), r.get("allocator", "")) for r in sel
+                       if r["framework"] == "rampart"})
+    for device, kernels, alloc in variants:
         ours = {r["run"]: r["median_ms"] for r in sel if r["framework"] == "rampart"
-                and r["device"] == device and r.get("kernels", "") == kernels}
+                and r["device"] == device and r.get("kernels", "") == kernels
+                and r.get("allocator", "") == alloc}
         label = f"{device}" + (f", {kernels} kernels" if device == "cpu" else "")
+        label += ", glibc's default allocator" if alloc == "default" else ""
         ratio_line(tag, threads, label, ours, torch)
         ratio_line(tag, threads, label + " (against PyTorch with the same allocator setting)", ours, tuned)
 PY

@@ -1,7 +1,7 @@
 // Rampart against TensorFlow.js on the same tiny CNN in headless Chromium: one page without
 // WebGPU (Rampart's CPU backend against TF.js's wasm backend, both one thread) and one with
 // WebGPU on SwiftShader (both on WebGPU). Times classify and PGD-20 (first call, then the
-// median of later calls), checks that the two agree, and sizes what each downloads. The
+// median of later calls), checks that the three agree, and sizes what each downloads. The
 // TF.js side, run in the page, is bench/tfjs_page.js. Rampart runs twice: through rampart.js,
 // whose calls go to a Web Worker and back, and as pkg/rampart_web.js imported on the page's
 // own thread, where TF.js runs (the same module, without the round trip).
@@ -42,6 +42,7 @@ const WWW = path.resolve(process.env.WWW || path.join(ROOT, "www"));
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const CLASSIFY_RUNS = Number(process.env.CLASSIFY_RUNS || 200);
 const CLASSIFY_BLOCK = 10;
+if (!(CLASSIFY_RUNS > 0 && CLASSIFY_RUNS % CLASSIFY_BLOCK === 0)) throw new Error(`CLASSIFY_RUNS must be a positive multiple of ${CLASSIFY_BLOCK}`);
 const PGD_RUNS = Number(process.env.PGD_RUNS || 9);
 const SIDES = (process.env.SIDES || "cpu,webgpu").split(",");
 const TOL = 1e-4;
@@ -123,7 +124,7 @@ async function side(kind) {
       return { ...init, startup_ms: performance.now() - t0 };
     }, kind);
     assert(rampart.backend === kind, `Rampart's init({backend: "${kind}"}) ran on ${rampart.backend} (${rampart.reason})`);
-    const page_ = await page.evaluate(async (backend) => {
+    const direct = await page.evaluate(async (backend) => {
       const t0 = performance.now();
       const m = await import("/pkg/rampart_web.js");
       await m.default({ module_or_path: "/pkg/rampart_web_bg.wasm" });
@@ -132,7 +133,7 @@ async function side(kind) {
       window.rampartPage = m;
       return { ...init, startup_ms: performance.now() - t0 };
     }, kind);
-    assert(page_.backend === kind, `Rampart's page-thread init({backend: "${kind}"}) ran on ${page_.backend} (${page_.reason})`);
+    assert(direct.backend === kind, `Rampart's page-thread init({backend: "${kind}"}) ran on ${direct.backend} (${direct.reason})`);
     const tfjs = await page.evaluate(async (backend) => {
       const t0 = performance.now();
       window.tfb = await import("/bench/tfjs_page.js");
@@ -217,7 +218,7 @@ async function side(kind) {
     const timings = (who) => {
       const later = attacks[who].slice(1);
       return {
-        startup_ms: { rampart: rampart.startup_ms, page: page_.startup_ms, tfjs: tfjs.startup_ms }[who],
+        startup_ms: { rampart: rampart.startup_ms, page: direct.startup_ms, tfjs: tfjs.startup_ms }[who],
         classify_first_ms: first[who],
         classify_median_ms: median(classify[who]),
         classify_mean_ms: mean(classify[who]),
@@ -232,7 +233,7 @@ async function side(kind) {
     return {
       adapter,
       rampart: { backend: rampart.backend, ...timings("rampart") },
-      rampart_page_thread: { backend: page_.backend, ...timings("page") },
+      rampart_page_thread: { backend: direct.backend, ...timings("page") },
       tfjs: { backend: tfjs.backend, version: tfjs.version, simd: tfjs.simd, threads: tfjs.threads, ...timings("tfjs") },
       max_logit_diff: worst,
       adversarial_agreement: { max_abs_diff: Math.max(...diffs), within_1e5: diffs.filter((d) => d <= 1e-5).length / diffs.length },

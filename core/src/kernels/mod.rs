@@ -496,15 +496,15 @@ impl<C: CheckpointStrategy> HostKernels for Autodiff<Flex, C> {
     }
 }
 
-/// Makes glibc's allocator keep freed memory for reuse instead of handing it back to the
-/// system: a process-wide setting, for programs (the CLI, the benchmarks) to call once at
-/// start. By default glibc maps every allocation of 32 MiB or more (and, until its threshold
-/// adapts, of 128 KiB or more) afresh and unmaps it when freed, so each of a training step's
-/// large activations and gradients (PreAct ResNet-18's first stage: 32 MiB a tensor at batch
-/// 128) is page-faulted in and zeroed by the kernel again, call after call. Served from the
-/// heap and kept there, that memory is reused. The process then keeps its peak footprint until
-/// it exits. Does nothing outside Linux with glibc, or with `RAMPART_ALLOCATOR=default` (glibc's
-/// defaults, for comparisons in one build); returns whether the setting took.
+/// Makes glibc's malloc keep freed memory for reuse instead of returning it to the system. By
+/// default glibc maps each allocation of 32 MiB or more afresh and unmaps it when freed, so a
+/// training step's large tensors (32 MiB each in PreAct ResNet-18's first stage at batch 128)
+/// were page-faulted in and zeroed by the kernel at every allocation. Turns that mapping off
+/// (a request too large for a thread's 64 MiB arena heap may still be mapped) and keeps up to
+/// 2 GiB of freed heap; the process then holds its peak footprint until
+/// it exits. A process-wide setting: call it first thing in `main`, before any thread starts.
+/// Does nothing outside Linux with glibc, or with `RAMPART_ALLOCATOR=default`; returns whether
+/// the setting took.
 pub fn reuse_freed_memory() -> bool {
     if std::env::var("RAMPART_ALLOCATOR").is_ok_and(|v| v == "default") {
         return false;
