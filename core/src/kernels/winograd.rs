@@ -247,8 +247,8 @@ fn kernel_transform<const A: usize, const R: usize>(
         for a in 0..A {
             for b in 0..A {
                 let mut sum = 0.0f32;
-                for j in 0..R {
-                    sum += gg[a][j] * t.g[b][j];
+                for (x, y) in gg[a].iter().zip(&t.g[b]) {
+                    sum += x * y;
                 }
                 u[(a * A + b) * pairs + pair] = sum;
             }
