@@ -141,24 +141,32 @@ async function side(kind) {
       return { ...info, startup_ms: performance.now() - t0 };
     }, tfBackend);
     assert(tfjs.backend === tfBackend, `TF.js runs on ${tfjs.backend}, not ${tfBackend}`);
+    // The three contenders, in the order they take turns: classify gives the logits, attack
+    // PGD on sample 0 with the options given.
+    await page.evaluate((stepSize) => {
+      const pgd = (m) => (img, opts) => m.attack({ pixels: Float32Array.from(img), method: "pgd", randomStart: false, ...opts });
+      const rampart = (m) => ({ classify: async (img) => (await m.classify(Float32Array.from(img))).logits, attack: pgd(m) });
+      window.contenders = {
+        rampart: rampart(window.rampart),
+        page: rampart(window.rampartPage),
+        tfjs: { classify: (img) => window.tfb.classify(img), attack: (img, opts) => window.tfb.pgd(img, { ...opts, stepSize }) },
+      };
+    }, STEP_SIZE);
 
     // The first classify of each (kernels and shaders compile here), then every sample on
-    // both: the logits must agree.
+    // all three: the logits must agree.
     const first = await page.evaluate(async (img) => {
-      const time = async (f) => { const t0 = performance.now(); await f(); return performance.now() - t0; };
-      return {
-        rampart: await time(() => window.rampart.classify(Float32Array.from(img))),
-        page: await time(() => window.rampartPage.classify(Float32Array.from(img))),
-        tfjs: await time(() => window.tfb.classify(img)),
-      };
+      const out = {};
+      for (const [who, c] of Object.entries(window.contenders)) {
+        const t0 = performance.now();
+        await c.classify(img);
+        out[who] = performance.now() - t0;
+      }
+      return out;
     }, samples.images[0]);
     const logits = await page.evaluate(async (images) => {
       const out = { rampart: [], page: [], tfjs: [] };
-      for (const img of images) {
-        out.rampart.push((await window.rampart.classify(Float32Array.from(img))).logits);
-        out.page.push((await window.rampartPage.classify(Float32Array.from(img))).logits);
-        out.tfjs.push(await window.tfb.classify(img));
-      }
+      for (const img of images) for (const [who, c] of Object.entries(window.contenders)) out[who].push(await c.classify(img));
       return out;
     }, samples.images);
     let worst = 0;
@@ -177,11 +185,10 @@ async function side(kind) {
     const tensorsBefore = await page.evaluate(() => window.tfb.numTensors());
     const classify = await page.evaluate(async ({ images, runs, block }) => {
       const out = { rampart: [], page: [], tfjs: [] };
-      const calls = { rampart: (img) => window.rampart.classify(Float32Array.from(img)), page: (img) => window.rampartPage.classify(Float32Array.from(img)), tfjs: (img) => window.tfb.classify(img) };
       for (let i = 0; i < runs; i += block) {
-        for (const [who, f] of Object.entries(calls)) {
+        for (const [who, c] of Object.entries(window.contenders)) {
           const t0 = performance.now();
-          for (let j = i; j < i + block; j++) await f(images[j % images.length]);
+          for (let j = i; j < i + block; j++) await c.classify(images[j % images.length]);
           out[who].push((performance.now() - t0) / block);
         }
       }
@@ -190,21 +197,17 @@ async function side(kind) {
 
     // PGD-20 on sample 0 against its true label, no random start, the same step.
     const opts = { eps: EPS, steps: STEPS, label: samples.labels[0] };
-    const attacks = await page.evaluate(async ({ img, opts, stepSize, runs }) => {
+    const attacks = await page.evaluate(async ({ img, opts, runs }) => {
       const out = { rampart: [], page: [], tfjs: [] };
       for (let i = 0; i <= runs; i++) {
-        let t0 = performance.now();
-        const r = await window.rampart.attack({ pixels: Float32Array.from(img), method: "pgd", randomStart: false, ...opts });
-        out.rampart.push({ ms: performance.now() - t0, adversarial: r.adversarial, success: r.success });
-        t0 = performance.now();
-        const p = await window.rampartPage.attack({ pixels: Float32Array.from(img), method: "pgd", randomStart: false, ...opts });
-        out.page.push({ ms: performance.now() - t0, adversarial: p.adversarial, success: p.success });
-        t0 = performance.now();
-        const t = await window.tfb.pgd(img, { ...opts, stepSize });
-        out.tfjs.push({ ms: performance.now() - t0, adversarial: t.adversarial, success: t.success });
+        for (const [who, c] of Object.entries(window.contenders)) {
+          const t0 = performance.now();
+          const r = await c.attack(img, opts);
+          out[who].push({ ms: performance.now() - t0, adversarial: r.adversarial, success: r.success });
+        }
       }
       return out;
-    }, { img: samples.images[0], opts, stepSize: STEP_SIZE, runs: PGD_RUNS });
+    }, { img: samples.images[0], opts, runs: PGD_RUNS });
     const tensorsAfter = await page.evaluate(() => window.tfb.numTensors());
     assert(tensorsAfter === tensorsBefore, `TF.js leaks tensors: ${tensorsBefore} before the timed calls, ${tensorsAfter} after`);
     for (const who of ["rampart", "page", "tfjs"]) attacks[who].forEach((a) => checkAttack(`${kind} ${who}`, a.adversarial, samples.images[0]));

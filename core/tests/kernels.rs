@@ -95,7 +95,8 @@ fn conv_with(
 /// 2, and a wider column than row stride. Stride-1 cases with no more output than input channels
 /// take the input gradient's flipped-kernel route, as do those with more output channels where
 /// Winograd applies and there are at least 8 input channels (the last two cases); the others
-/// col2im; stride-1 3×3 and 5×5 with more than one input channel take Winograd. Cases 16–18 group images in the weight gradient
+/// col2im; stride-1 3×3 and 5×5 with more than one input channel take Winograd. Cases 16–18
+/// group images in the weight gradient
 /// (8×8 outputs: groups of 4 in chunks of 8, the last chunk one image; 4×4: a group of 16 then
 /// one of 4; fewer images than a group); 19–20 are wide enough for rounding to add up (64
 /// channels through F(2×2, 3×3), 32 through F(2×2, 5×5)). From 21: a partial group that adds
