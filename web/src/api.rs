@@ -265,9 +265,10 @@ pub async fn classify(
     #[wasm_bindgen(unchecked_param_type = "Float32Array | number[]")] pixels: JsValue,
 ) -> Result<JsValue, JsError> {
     let device = device()?;
-    let (header, model) = loaded()?;
+    let loaded = loaded()?;
+    let (header, model) = &*loaded;
     let pixels = pixels_from(&pixels)?;
-    to_js(&classify_pixels(&model, &pixels, &header, &device).await?)
+    to_js(&classify_pixels(model, &pixels, header, &device).await?)
 }
 
 /// Runs an attack on one image; returns the adversarial image, the perturbation and the

@@ -123,7 +123,8 @@ pub async fn diagnose(
         .map_err(|e| err(format!("invalid diagnose options: {e}")))?;
     crate::progress::begin(None);
     let device = device()?;
-    let (header, model) = loaded()?;
+    let loaded = loaded()?;
+    let (header, model) = &*loaded;
     if o.samples.is_empty() || o.samples.len() > 256 {
         return Err(err("diagnose takes 1 to 256 samples"));
     }
@@ -139,10 +140,10 @@ pub async fn diagnose(
     }
     .sia_config(header.model.input_shape()[0])
     .map_err(err)?;
-    let data = samples_dataset(&o.samples, &header)?;
+    let data = samples_dataset(&o.samples, header)?;
     let n = data.len();
     let d = run_diagnosis(
-        &model,
+        model,
         &data,
         &config,
         &DiagnoseSettings {

@@ -3,6 +3,7 @@
 //! arguments before touching Burn, and rejects with an `Error` naming what is wrong.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use burn::tensor::Device;
 use rampart_core::attack::AttackSpec;
@@ -30,7 +31,9 @@ struct State {
     /// The WebGPU device, once initialised (the runtime cannot be initialised twice).
     webgpu: Option<Device>,
     active: Option<(Backend, Device)>,
-    bundle: Option<(BundleHeader, Model)>,
+    /// Shared, not cloned, by each call: cloning the header and the model cost a few per cent
+    /// of a single-image classify.
+    bundle: Option<Rc<(BundleHeader, Model)>>,
     /// The loaded bundle, kept to move the model when the backend changes.
     source: Option<Bundle>,
     /// The report classifier, if loaded.
@@ -64,7 +67,7 @@ fn device() -> Result<Device, JsError> {
         .ok_or_else(|| err("Rampart is not initialised: call init() first"))
 }
 
-fn loaded() -> Result<(BundleHeader, Model), JsError> {
+fn loaded() -> Result<Rc<(BundleHeader, Model)>, JsError> {
     STATE
         .with(|s| s.borrow().bundle.clone())
         .ok_or_else(|| err("no bundle loaded: call loadBundle() first"))
@@ -144,7 +147,8 @@ impl AttackOptions {
 
 async fn run_attack(options: AttackOptions) -> Result<ImageAttack, JsError> {
     let device = device()?;
-    let (header, model) = loaded()?;
+    let loaded = loaded()?;
+    let (header, model) = &*loaded;
     let spec = options.spec()?;
     progress::begin(Some(spec.planned_steps()));
     let request = ImageAttackRequest {
@@ -155,7 +159,7 @@ async fn run_attack(options: AttackOptions) -> Result<ImageAttack, JsError> {
         seed: options.seed,
     };
     attack_image(
-        &model,
+        model,
         &header.class_names,
         header.model.input_shape(),
         &spec,
@@ -173,7 +177,7 @@ fn install_bundle(bytes: &[u8]) -> Result<BundleHeader, JsError> {
     let header = bundle.header.clone();
     STATE.with(|s| {
         let mut s = s.borrow_mut();
-        s.bundle = Some((header.clone(), model));
+        s.bundle = Some(Rc::new((header.clone(), model)));
         s.source = Some(bundle);
     });
     Ok(header)

@@ -66,7 +66,8 @@ pub async fn evaluate_suite(
         .map_err(|e| err(format!("invalid suite options: {e}")))?;
     crate::progress::begin(None);
     let device = device()?;
-    let (header, model) = loaded()?;
+    let loaded = loaded()?;
+    let (header, model) = &*loaded;
     if o.samples.is_empty() || o.samples.len() > 256 {
         return Err(err("evaluateSuite takes 1 to 256 samples"));
     }
@@ -86,8 +87,8 @@ pub async fn evaluate_suite(
             "apgdSteps must be at most 1000 and squareQueries at most 10000",
         ));
     }
-    let data = samples_dataset(&o.samples, &header)?;
-    let report = run_suite(&model, &data, &config, &device, &mut |_, _| {})
+    let data = samples_dataset(&o.samples, header)?;
+    let report = run_suite(model, &data, &config, &device, &mut |_, _| {})
         .await
         .map_err(err)?;
     to_js(&report)

@@ -89,6 +89,23 @@ pub(super) fn matmul(
     }
     assert!(last(m, k, lhs_rs, lhs_cs) < lhs.len());
     assert!(last(k, n, rhs_rs, rhs_cs) < rhs.len());
+    if rhs_cs == 1 && m * n * k <= SMALL_PRODUCT {
+        let small = Small {
+            n,
+            k,
+            lhs,
+            lhs_rs,
+            lhs_cs,
+            rhs,
+            rhs_rs,
+            accumulate,
+        };
+        simd(
+            #[inline(always)]
+            || small.matmul(m, dst, dst_rs),
+        );
+        return;
+    }
     // SAFETY: the three assertions keep every element the product touches inside its slice,
     // and `dst` is borrowed mutably, so it aliases neither input.
     unsafe {
@@ -113,6 +130,77 @@ pub(super) fn matmul(
             false,
             gemm::Parallelism::None,
         );
+    }
+}
+
+/// Multiply-adds up to which [`matmul`] computes a product with a row-major right operand
+/// itself ([`Small`]): below it, `gemm`'s dispatch and packing cost more than the arithmetic (a single
+/// image's Winograd products, 49 × 8 × 16, took a third of the browser's classify).
+const SMALL_PRODUCT: usize = 1 << 15;
+
+/// A product small enough for [`matmul`] to compute itself, with a row-major right operand.
+struct Small<'a> {
+    n: usize,
+    k: usize,
+    lhs: &'a [f32],
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: &'a [f32],
+    rhs_rs: usize,
+    accumulate: bool,
+}
+
+impl Small<'_> {
+    /// In blocks of 4 rows × 8 columns of `dst`, held in registers while the `k` terms are
+    /// summed (8 columns: two `simd128` or one AVX2 register a row).
+    #[inline(always)]
+    fn matmul(&self, m: usize, dst: &mut [f32], dst_rs: usize) {
+        let mut r = 0;
+        while r + 4 <= m {
+            self.rows::<4>(r, dst, dst_rs);
+            r += 4;
+        }
+        for r in r..m {
+            self.rows::<1>(r, dst, dst_rs);
+        }
+    }
+
+    /// Rows `r0..r0 + MR` of `dst`.
+    #[inline(always)]
+    fn rows<const MR: usize>(&self, r0: usize, dst: &mut [f32], dst_rs: usize) {
+        const NR: usize = 8;
+        let a = |i: usize, p: usize| self.lhs[(r0 + i) * self.lhs_rs + p * self.lhs_cs];
+        let store = |dst: &mut [f32], sums: &[f32]| {
+            for (d, s) in dst.iter_mut().zip(sums) {
+                *d = if self.accumulate { *d + s } else { *s };
+            }
+        };
+        let mut j = 0;
+        while j + NR <= self.n {
+            let mut acc = [[0.0f32; NR]; MR];
+            for p in 0..self.k {
+                let b: &[f32; NR] = self.rhs[p * self.rhs_rs + j..][..NR].try_into().unwrap();
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let a = a(i, p);
+                    for (c, b) in row.iter_mut().zip(b) {
+                        *c += a * b;
+                    }
+                }
+            }
+            for (i, row) in acc.iter().enumerate() {
+                store(&mut dst[(r0 + i) * dst_rs + j..][..NR], row);
+            }
+            j += NR;
+        }
+        for j in j..self.n {
+            for i in 0..MR {
+                let mut sum = 0.0f32;
+                for p in 0..self.k {
+                    sum += a(i, p) * self.rhs[p * self.rhs_rs + j];
+                }
+                store(&mut dst[(r0 + i) * dst_rs + j..][..1], &[sum]);
+            }
+        }
     }
 }
 
@@ -475,4 +563,65 @@ pub fn weight_grad(x: &[f32], grad: &[f32], s: &ConvShape) -> (Vec<f32>, Vec<f32
     }
     let db = total.split_off(wlen);
     (total, db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SMALL_PRODUCT, matmul};
+
+    /// Products on both sides of [`SMALL_PRODUCT`] against a plain triple loop: row counts and
+    /// column counts that leave blocks over, a transposed (strided) left operand, and
+    /// accumulation onto what `dst` holds.
+    #[test]
+    fn matmul_matches_the_definition() {
+        let value = |i: usize| ((i * 7919) % 23) as f32 / 11.0 - 1.0;
+        for (m, n, k) in [(7, 13, 5), (4, 8, 1), (1, 3, 9), (49, 16, 8), (40, 40, 30)] {
+            let lhs: Vec<f32> = (0..m * k).map(value).collect();
+            let rhs: Vec<f32> = (0..k * n).map(|i| value(i + 5)).collect();
+            for (transposed, accumulate) in [(false, false), (true, true)] {
+                // Row-major, or stored `[k, m]` and read through strides.
+                let (lhs_s, lhs) = if transposed {
+                    let t: Vec<f32> = (0..k * m).map(|i| lhs[(i % m) * k + i / m]).collect();
+                    ((1, m), t)
+                } else {
+                    ((k, 1), lhs.clone())
+                };
+                let dst_rs = n + 2;
+                let start: Vec<f32> = (0..m * dst_rs).map(|i| value(i + 11)).collect();
+                let mut dst = start.clone();
+                matmul(
+                    (m, n, k),
+                    &mut dst,
+                    dst_rs,
+                    accumulate,
+                    &lhs,
+                    lhs_s,
+                    &rhs,
+                    (n, 1),
+                );
+                for r in 0..m {
+                    for c in 0..dst_rs {
+                        let want = if c >= n {
+                            start[r * dst_rs + c]
+                        } else {
+                            let sum: f32 = (0..k)
+                                .map(|p| lhs[r * lhs_s.0 + p * lhs_s.1] * rhs[p * n + c])
+                                .sum();
+                            sum + if accumulate {
+                                start[r * dst_rs + c]
+                            } else {
+                                0.0
+                            }
+                        };
+                        let got = dst[r * dst_rs + c];
+                        assert!(
+                            (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                            "{m}×{n}×{k} (small: {}), transposed {transposed}, [{r}, {c}]: {got} against {want}",
+                            m * n * k <= SMALL_PRODUCT
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -203,7 +203,7 @@ fn forward_with<W: Minimal<A, R>, const A: usize, const R: usize>(
                 #[inline(always)]
                 || input_transform::<W, A, R>(xs, s, (hp, wp), padded, v, nt),
             );
-            // M[ξ] (tiles × c_out) = V[ξ] (tiles × c_in) · U[ξ]ᵀ.
+            // M[ξ] (tiles × c_out) = V[ξ] (tiles × c_in) · U[ξ].
             for xi in 0..A * A {
                 matmul(
                     (nt, s.c_out, s.c_in),
@@ -213,7 +213,7 @@ fn forward_with<W: Minimal<A, R>, const A: usize, const R: usize>(
                     &v[xi * nt * s.c_in..],
                     (s.c_in, 1),
                     &u[xi * s.c_out * s.c_in..],
-                    (1, s.c_in),
+                    (s.c_out, 1),
                 );
             }
             simd(
@@ -225,7 +225,9 @@ fn forward_with<W: Minimal<A, R>, const A: usize, const R: usize>(
     out
 }
 
-/// `U = G g Gᵀ` for every kernel `g` (`[c_out, c_in, R, R]`), laid out `[α², c_out, c_in]`.
+/// `U = G g Gᵀ` for every kernel `g` (`[c_out, c_in, R, R]`), laid out `[α², c_in, c_out]`:
+/// each U[ξ] is the row-major right operand of its product, which the small products of a
+/// single image need (`matmul` multiplies those itself).
 fn kernel_transform<const A: usize, const R: usize>(
     t: &Transform<A, R>,
     weight: &[f32],
@@ -234,6 +236,7 @@ fn kernel_transform<const A: usize, const R: usize>(
     let pairs = s.c_out * s.c_in;
     let mut u = vec![0.0f32; A * A * pairs];
     for (pair, g) in weight.chunks_exact(R * R).enumerate() {
+        let (co, ci) = (pair / s.c_in, pair % s.c_in);
         // (G g): A × R, then (G g) Gᵀ: A × A.
         let mut gg = [[0.0f32; R]; A];
         // Plain loops: the iterator sums stayed calls in the browser build.
@@ -250,7 +253,7 @@ fn kernel_transform<const A: usize, const R: usize>(
                 for (x, y) in gg[a].iter().zip(&t.g[b]) {
                     sum += x * y;
                 }
-                u[(a * A + b) * pairs + pair] = sum;
+                u[(a * A + b) * pairs + ci * s.c_out + co] = sum;
             }
         }
     }

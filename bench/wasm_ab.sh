@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The browser package built at a git revision (A, default HEAD) against the working tree (B),
+# interleaved in one Node process: bench/wasm_ab.mjs (classify and PGD-20 on the browser tests'
+# tiny CNN; CPU time per call, medians over alternating blocks, and A/B).
+#   bash bench/wasm_ab.sh [REV]
+source "$(dirname "$0")/../scripts/env.sh"
+cd "$ROOT"
+REV="${1:-HEAD}"
+TMP="$(mktemp -d)"
+trap 'git worktree remove --force "$TMP/a" >/dev/null 2>&1; rm -rf "$TMP"' EXIT
+wasm="$CARGO_TARGET_DIR/wasm32-unknown-unknown/web/rampart_web.wasm"
+build() { # source dir, output dir
+  (cd "$1" && cargo build -p rampart-web --profile web --target wasm32-unknown-unknown -q)
+  wasm-bindgen --target web --remove-name-section --remove-producers-section --out-dir "$2" "$wasm"
+}
+git worktree add --detach "$TMP/a" "$REV" >/dev/null 2>&1
+build "$TMP/a" "$TMP/pkg-a"
+build "$ROOT" "$TMP/pkg-b"
+cargo build --release -p rampart -q
+# The browser tests' tiny CNN and images (scripts/browser-fixtures.sh, without its text part).
+mkdir -p "$TMP/fx"
+"$RAMPART_BIN" train --dataset mnist --method standard --epochs 1 --limit 3000 --val-size 500 \
+  --conv 8,16 --hidden 64 --test-size 500 --out "$TMP/fx/tiny.rampart" --json >/dev/null
+"$RAMPART_BIN" samples --dataset mnist --count 8 --out "$TMP/fx/samples.json" >/dev/null
+echo "A: $(git rev-parse --short "$REV"), B: the working tree" >&2
+node bench/wasm_ab.mjs "$TMP/pkg-a" "$TMP/pkg-b" "$TMP/fx/tiny.rampart" "$TMP/fx/samples.json"
