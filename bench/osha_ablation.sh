@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cross-validated ablation of the ABEX-RAT recipe and the baselines on the OSHA train + val
 # reports (5 folds × 2 repeats; augmented reports join a training fold only when all their
-# source reports are in it). Writes runs/osha-cv-<row>.json (existing files are kept unless
+# source reports are in it), all on the frozen encoder. Writes runs/osha-cv-<row>.json (existing files are kept unless
 # FORCE=1) and prints the table for docs/RESULTS.md (python3 bench/ablation_table.py).
 source "$(dirname "$0")/../scripts/env.sh"
 cd "$ROOT"
@@ -12,7 +12,7 @@ row() {
   local name="$1"; shift
   if [ -f "runs/osha-cv-$name.json" ] && [ -z "${FORCE:-}" ]; then return; fi
   echo "== $name: $*"
-  "$RAMPART_BIN" text cv --json --repeats 2 "$@" > "runs/osha-cv-$name.json.tmp"
+  "$RAMPART_BIN" text cv --json --repeats 2 --no-fine-tune "$@" > "runs/osha-cv-$name.json.tmp"
   mv "runs/osha-cv-$name.json.tmp" "runs/osha-cv-$name.json"
 }
 # The recipe before tuning (RAT ε 0.05; `text train` now defaults to 0.2, see

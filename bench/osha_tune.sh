@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The documented hyper-parameter search for `rampart text train`'s defaults: repeated
+# The documented hyper-parameter search for `rampart text train`'s head (frozen encoder): repeated
 # stratified 5-fold CV (2 repeats) on train + val, one change at a time from the recipe, each
 # scored at several post-hoc logit-adjustment strengths τ. Writes runs/osha-tune-<name>.json
 # (kept unless FORCE=1) and prints macro-F1 mean ± sd per (row, τ).
@@ -12,7 +12,7 @@ row() {
   local name="$1"; shift
   if [ -f "runs/osha-tune-$name.json" ] && [ -z "${FORCE:-}" ]; then return; fi
   echo "== $name: $*"
-  "$RAMPART_BIN" text cv --json --repeats 2 --logit-adjust "$TAUS" "$@" > "runs/osha-tune-$name.json.tmp"
+  "$RAMPART_BIN" text cv --json --repeats 2 --no-fine-tune --logit-adjust "$TAUS" "$@" > "runs/osha-tune-$name.json.tmp"
   mv "runs/osha-tune-$name.json.tmp" "runs/osha-tune-$name.json"
 }
 # First round, from the recipe before tuning (RAT ε 0.05; the default is now 0.2).

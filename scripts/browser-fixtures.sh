@@ -12,7 +12,7 @@ if [ -f "$RAMPART_DATA/osha/val.json" ] && [ -f "$ENCODER/model.safetensors" ]; 
   python3 "$ROOT/scripts/report_fixtures.py" "$RAMPART_DATA/osha/val.json" "$FIXTURES" >/dev/null
   # A small head on 300 training reports (embedding them takes about half a minute).
   "$RAMPART_BIN" text train --augment none --limit 300 --epochs 10 --val "$FIXTURES/val40.json" \
-    --encoder "$ENCODER" --cache-dir "$FIXTURES/cache" --out "$FIXTURES/tiny.rampart-text" >/dev/null
+    --no-fine-tune --encoder "$ENCODER" --cache-dir "$FIXTURES/cache" --out "$FIXTURES/tiny.rampart-text" >/dev/null
   # The same with the encoder's top layer fine-tuned for one epoch (a version-2 bundle).
   "$RAMPART_BIN" text train --augment none --limit 300 --epochs 10 --val "$FIXTURES/val40.json" \
     --fine-tune --fine-tune-layers 1 --fine-tune-epochs 1 --fine-tune-lr 1e-3 \

@@ -59,6 +59,7 @@ fn text_train_eval_predict_and_bad_input() {
         &[
             "text",
             "train",
+            "--no-fine-tune",
             "--augment",
             "none",
             "--limit",
@@ -167,6 +168,7 @@ fn text_train_killed_three_times_resumes_exactly() {
         [
             "text",
             "train",
+            "--no-fine-tune",
             "--augment",
             "none",
             "--limit",
@@ -308,6 +310,8 @@ fn text_train_seed_ensemble_resumes_across_members() {
     let bundle = rampart_core::bundle::TextBundle::load(&out).unwrap();
     assert_eq!(bundle.header.mlp.hidden, vec![128]);
     assert_eq!(bundle.header.recipe["seeds"], 2);
+    // Fine-tuning is the default for one model only: an ensemble's encoder stays frozen.
+    assert!(bundle.header.fine_tuned.is_none());
     // --overwrite starts afresh: an unfinished run's member checkpoints go with it.
     std::fs::remove_file(&out).unwrap();
     run(&out, &["--stop-after-epochs", "3"]);
@@ -320,9 +324,10 @@ fn text_train_seed_ensemble_resumes_across_members() {
     );
 }
 
-/// `--fine-tune`: stopped inside fine-tuning and resumed, the run ends exactly as an
-/// uninterrupted one; its bundle (version 2, one fine-tuned layer) evaluates and predicts with
-/// the rebuilt encoder, to the metrics training reported; bad settings are refused.
+/// Fine-tuning, the default (no `--fine-tune` here): stopped inside it and resumed, the run
+/// ends exactly as an uninterrupted one; its bundle (version 2, one fine-tuned layer)
+/// evaluates and predicts with the rebuilt encoder, to the metrics training reported; bad
+/// settings are refused.
 #[test]
 fn text_train_fine_tune_resumes_and_its_bundle_evaluates() {
     let Some((dir, cache, small)) = setup() else {
@@ -341,7 +346,6 @@ fn text_train_fine_tune_resumes_and_its_bundle_evaluates() {
             "2",
             "--hidden",
             "32",
-            "--fine-tune",
             "--fine-tune-layers",
             "1",
             "--fine-tune-epochs",
