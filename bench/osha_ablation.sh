@@ -25,7 +25,7 @@ row ratgaussian --rat-eps 0.05 --rat 0,1,0,0
 row ratfgm --rat-eps 0.05 --rat 0,0,1,0
 row ratpgd --rat-eps 0.05 --rat 0,0,0,1
 row lossce --rat-eps 0.05 --loss ce
-# The tuned recipe (the defaults, RAT ε 0.2; its own row is runs/osha-tune-eps0.2.json)
+# The tuned frozen recipe (the defaults but the encoder, RAT ε 0.2; its own row is runs/osha-tune-eps0.2.json)
 # without augmentation and with Rampart's own.
 row tuned-augmentnone --augment none
 row tuned-augmentown --augment file --augment-file runs/augment-offline.jsonl

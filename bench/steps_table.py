@@ -3,7 +3,9 @@ the F1 of the two smallest classes (mean ± sd over the runs, 95 % corrected res
 and the paired macro-F1 difference to the row before (same folds; interval as
 bench/cv_compare.py).
 
-    python3 bench/steps_table.py runs/osha-step-*.json
+    python3 bench/steps_table.py runs/osha-step-{1-frozen-ce,2-focal,3-rat,4-abex,5-fine-tune}.json
+
+(rows in the order given: each is paired with the one before it)
 """
 import json
 import math

@@ -9,13 +9,16 @@ REV="${1:-HEAD}"
 TMP="$(mktemp -d)"
 trap 'git worktree remove --force "$TMP/a" >/dev/null 2>&1; rm -rf "$TMP"' EXIT
 build() { # source dir, target dir, output dir
+  # A cdylib's file name carries no hash: a build of another tree in the same target dir
+  # overwrites it while cargo may still count this tree's build fresh. Touching the crate makes
+  # cargo link this tree's module again.
+  touch "$1/web/src/lib.rs"
   (cd "$1" && CARGO_TARGET_DIR="$2" cargo build -p rampart-web --profile web --target wasm32-unknown-unknown -q)
   wasm-bindgen --target web --remove-name-section --remove-producers-section --out-dir "$3" \
     "$2/wasm32-unknown-unknown/web/rampart_web.wasm"
 }
-git worktree add --detach "$TMP/a" "$REV" >/dev/null 2>&1
-# A target dir of its own: a cdylib's file name carries no hash, so a build of the other tree in
-# the same one would overwrite it while cargo still counted this tree's build as fresh.
+git worktree add --detach "$TMP/a" "$REV" >/dev/null || { echo "no revision $REV" >&2; exit 1; }
+# A target dir of its own, so that the two trees do not rebuild each other's crates.
 build "$TMP/a" "$RAMPART_CACHE/target-ab" "$TMP/pkg-a"
 build "$ROOT" "$CARGO_TARGET_DIR" "$TMP/pkg-b"
 cmp -s "$TMP/pkg-a/rampart_web_bg.wasm" "$TMP/pkg-b/rampart_web_bg.wasm" &&

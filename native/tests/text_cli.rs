@@ -84,6 +84,10 @@ fn text_train_eval_predict_and_bad_input() {
     }
     assert_eq!(report["per_class"].as_array().unwrap().len(), 7);
     assert_eq!(report["samples"], 40);
+    let header = rampart_core::bundle::TextBundle::load(&bundle)
+        .unwrap()
+        .header;
+    assert!(header.fine_tuned.is_none(), "--no-fine-tune fine-tuned");
     // 300 reports of the three large classes already separate them well.
     assert!(report["accuracy"].as_f64().unwrap() > 0.6, "{report}");
 

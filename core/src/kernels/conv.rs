@@ -89,7 +89,7 @@ pub(super) fn matmul(
     }
     assert!(last(m, k, lhs_rs, lhs_cs) < lhs.len());
     assert!(last(k, n, rhs_rs, rhs_cs) < rhs.len());
-    if rhs_cs == 1 && m * n * k <= SMALL_PRODUCT {
+    if rhs_cs == 1 && m.saturating_mul(n).saturating_mul(k) <= SMALL_PRODUCT {
         let small = Small {
             n,
             k,
@@ -134,8 +134,9 @@ pub(super) fn matmul(
 }
 
 /// Multiply-adds up to which [`matmul`] computes a product with a row-major right operand
-/// itself ([`Small`]): below it, `gemm`'s dispatch and packing cost more than the arithmetic (a single
-/// image's Winograd products, 49 × 8 × 16, took a third of the browser's classify).
+/// itself ([`Small`]): below it, `gemm`'s dispatch and packing cost more than the arithmetic
+/// (a single image's Winograd products, 49 × 16 × 8 as (m, n, k), took a third of the
+/// browser's classify).
 const SMALL_PRODUCT: usize = 1 << 15;
 
 /// A product small enough for [`matmul`] to compute itself, with a row-major right operand.
@@ -570,14 +571,16 @@ mod tests {
     use super::{SMALL_PRODUCT, matmul};
 
     /// Products on both sides of [`SMALL_PRODUCT`] against a plain triple loop: row counts and
-    /// column counts that leave blocks over, a transposed (strided) left operand, and
-    /// accumulation onto what `dst` holds.
+    /// column counts that leave blocks over, a transposed (strided) left operand, a right
+    /// operand whose rows are longer than the product's (as attention's are), and accumulation
+    /// onto what `dst` holds.
     #[test]
     fn matmul_matches_the_definition() {
         let value = |i: usize| ((i * 7919) % 23) as f32 / 11.0 - 1.0;
         for (m, n, k) in [(7, 13, 5), (4, 8, 1), (1, 3, 9), (49, 16, 8), (40, 40, 30)] {
             let lhs: Vec<f32> = (0..m * k).map(value).collect();
-            let rhs: Vec<f32> = (0..k * n).map(|i| value(i + 5)).collect();
+            let rhs_rs = n + 3;
+            let rhs: Vec<f32> = (0..k * rhs_rs).map(|i| value(i + 5)).collect();
             for (transposed, accumulate) in [(false, false), (true, true)] {
                 // Row-major, or stored `[k, m]` and read through strides.
                 let (lhs_s, lhs) = if transposed {
@@ -597,7 +600,7 @@ mod tests {
                     &lhs,
                     lhs_s,
                     &rhs,
-                    (n, 1),
+                    (rhs_rs, 1),
                 );
                 for r in 0..m {
                     for c in 0..dst_rs {
@@ -605,7 +608,7 @@ mod tests {
                             start[r * dst_rs + c]
                         } else {
                             let sum: f32 = (0..k)
-                                .map(|p| lhs[r * lhs_s.0 + p * lhs_s.1] * rhs[p * n + c])
+                                .map(|p| lhs[r * lhs_s.0 + p * lhs_s.1] * rhs[p * rhs_rs + c])
                                 .sum();
                             sum + if accumulate {
                                 start[r * dst_rs + c]
