@@ -24,10 +24,8 @@ build "$ROOT" "$CARGO_TARGET_DIR" "$TMP/pkg-b"
 cmp -s "$TMP/pkg-a/rampart_web_bg.wasm" "$TMP/pkg-b/rampart_web_bg.wasm" &&
   echo "note: the two builds are byte for byte the same module" >&2
 cargo build --release -p rampart -q
-# The browser tests' tiny CNN and images (scripts/browser-fixtures.sh, without its text part).
+# The browser tests' tiny CNN and images.
 mkdir -p "$TMP/fx"
-"$RAMPART_BIN" train --dataset mnist --method standard --epochs 1 --limit 3000 --val-size 500 \
-  --conv 8,16 --hidden 64 --test-size 500 --out "$TMP/fx/tiny.rampart" --json >/dev/null
-"$RAMPART_BIN" samples --dataset mnist --count 8 --out "$TMP/fx/samples.json" >/dev/null
+FIXTURES_TEXT=0 bash scripts/browser-fixtures.sh "$TMP/fx" >/dev/null
 echo "A: $(git rev-parse --short "$REV"), B: the working tree" >&2
 node bench/wasm_ab.mjs "$TMP/pkg-a" "$TMP/pkg-b" "$TMP/fx/tiny.rampart" "$TMP/fx/samples.json"
